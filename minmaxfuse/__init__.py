@@ -1,0 +1,31 @@
+"""minmaxfuse: multimodal representations that are aligned (Together) yet distinct (Apart).
+
+Subpackages
+-----------
+ot
+    Batched, masked unbalanced Sinkhorn with exact implicit gradients.
+layers
+    Learnable modules: shared-prototype UOT alignment, modality anchors.
+losses
+    Stateless objectives: distinctiveness contrastive loss, the min-max objective.
+survival
+    Survival losses (discrete-time NLL, Cox with ties), labels and metrics.
+diagnostics
+    Collapse and alignment measures of representations.
+data
+    Bag padding and sampling, synthetic multimodal survival cohorts.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from minmaxfuse._checks import set_value_checks, value_checks_enabled
+
+# Public names are appended below, one import line per subpackage (kept sorted in __all__).
+
+__all__ = [
+    "__version__",
+    "set_value_checks",
+    "value_checks_enabled",
+]

@@ -1,0 +1,267 @@
+"""Private input validators shared by every public function.
+
+Message format (house style): ```<arg>` <expectation>; got <actual>.`` with concrete numbers,
+raised as the built-in :class:`ValueError` / :class:`TypeError` so that callers can use
+``pytest.raises(..., match=...)``.
+
+Two kinds of checks:
+
+* metadata checks (rank, shape, dtype, device) read no tensor values and always run;
+* value checks (NaN/Inf, negative masses, empty bags) read values, which forces a host/device
+  synchronisation. They run by default and are skipped when :func:`set_value_checks` was called
+  with ``False`` or while :mod:`torch.compile` traces the code.
+
+Validators never change dtype or device of what they are given.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+Reduction = Literal["none", "mean", "sum"]
+_REDUCTIONS = ("none", "mean", "sum")
+_VALUE_CHECKS = True
+
+
+def set_value_checks(enabled: bool) -> bool:
+    """Switch the value checks (NaN/Inf, negative masses, empty bags) on or off.
+
+    Value checks read tensor values and therefore synchronise the host with the device. They are
+    on by default; switch them off in a tuned training loop once the data pipeline is trusted.
+    Metadata checks (shapes, dtypes, devices) always run.
+
+    Parameters
+    ----------
+    enabled : bool
+        ``True`` to run the value checks, ``False`` to skip them.
+
+    Returns
+    -------
+    bool
+        The previous setting, so that it can be restored.
+
+    Examples
+    --------
+    >>> import minmaxfuse
+    >>> previous = minmaxfuse.set_value_checks(False)
+    >>> minmaxfuse.set_value_checks(previous)
+    False
+    """
+    global _VALUE_CHECKS
+    if not isinstance(enabled, bool):
+        raise TypeError(f"`enabled` must be a bool; got {type(enabled).__name__}.")
+    previous, _VALUE_CHECKS = _VALUE_CHECKS, enabled
+    return previous
+
+
+def value_checks_enabled() -> bool:
+    """Whether value checks run now (off under ``torch.compile`` tracing).
+
+    Returns
+    -------
+    bool
+        ``True`` unless disabled by :func:`set_value_checks` or while compiling.
+
+    Examples
+    --------
+    >>> import minmaxfuse
+    >>> minmaxfuse.value_checks_enabled()
+    True
+    """
+    if not _VALUE_CHECKS:
+        return False
+    compiler = getattr(torch, "compiler", None)
+    if compiler is not None and hasattr(compiler, "is_compiling") and compiler.is_compiling():
+        return False
+    return True
+
+
+# --------------------------------------------------------------------------------------------
+# scalars and options
+
+
+def check_choice(value: object, choices: Sequence[str], name: str) -> str:
+    """Return ``value`` if it is one of ``choices``, else raise a ValueError listing them."""
+    if not isinstance(value, str) or value not in choices:
+        opts = ", ".join(repr(c) for c in choices)
+        raise ValueError(f"`{name}` must be one of {opts}; got {value!r}.")
+    return value
+
+
+def check_reduction(reduction: object) -> Reduction:
+    """Validate a ``reduction`` option (``"none"``, ``"mean"`` or ``"sum"``)."""
+    return check_choice(reduction, _REDUCTIONS, "reduction")  # type: ignore[return-value]
+
+
+def _as_float(value: object, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, Tensor) and value.numel() == 1:
+            return float(value.detach())
+        raise TypeError(f"`{name}` must be a real number; got {type(value).__name__}.")
+    return float(value)
+
+
+def check_positive(value: object, name: str, *, allow_inf: bool = False) -> float:
+    """Return ``value`` as a float if it is > 0 (and finite unless ``allow_inf``)."""
+    v = _as_float(value, name)
+    if math.isnan(v) or v <= 0 or (math.isinf(v) and not allow_inf):
+        kind = "> 0" if allow_inf else "finite and > 0"
+        raise ValueError(f"`{name}` must be {kind}; got {value!r}.")
+    return v
+
+
+def check_nonnegative(value: object, name: str) -> float:
+    """Return ``value`` as a float if it is finite and >= 0."""
+    v = _as_float(value, name)
+    if not math.isfinite(v) or v < 0:
+        raise ValueError(f"`{name}` must be finite and >= 0; got {value!r}.")
+    return v
+
+
+def check_in_range(
+    value: object,
+    name: str,
+    low: float,
+    high: float,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
+    """Return ``value`` as a float if it lies in the given interval."""
+    v = _as_float(value, name)
+    ok_low = v > low if low_open else v >= low
+    ok_high = v < high if high_open else v <= high
+    if math.isnan(v) or not (ok_low and ok_high):
+        lb = "(" if low_open else "["
+        rb = ")" if high_open else "]"
+        raise ValueError(f"`{name}` must be in {lb}{low}, {high}{rb}; got {value!r}.")
+    return v
+
+
+def check_int(value: object, name: str, *, minimum: int = 1) -> int:
+    """Return ``value`` if it is an int >= ``minimum`` (bools are rejected)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"`{name}` must be an int; got {type(value).__name__}.")
+    if value < minimum:
+        raise ValueError(f"`{name}` must be >= {minimum}; got {value}.")
+    return value
+
+
+# --------------------------------------------------------------------------------------------
+# tensors
+
+
+def check_tensor(x: object, name: str) -> Tensor:
+    """Raise a TypeError unless ``x`` is a :class:`torch.Tensor`."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"`{name}` must be a torch.Tensor; got {type(x).__name__}.")
+    return x
+
+
+def check_float(x: object, name: str) -> Tensor:
+    """Raise unless ``x`` is a floating-point tensor."""
+    x = check_tensor(x, name)
+    if not x.is_floating_point():
+        raise TypeError(f"`{name}` must be a floating-point tensor; got dtype {x.dtype}.")
+    return x
+
+
+def check_ndim(x: Tensor, ndim: int, name: str, letters: str) -> Tensor:
+    """Raise unless ``x`` has ``ndim`` dimensions; ``letters`` names them, e.g. ``"B, N, D"``."""
+    if x.ndim != ndim:
+        raise ValueError(f"`{name}` must have shape ({letters}); got {tuple(x.shape)}.")
+    return x
+
+
+def check_shape(x: Tensor, shape: tuple[int, ...], name: str, letters: str | None = None) -> Tensor:
+    """Raise unless ``x.shape == shape`` (``letters`` documents the expected axes)."""
+    if tuple(x.shape) != tuple(shape):
+        what = f"({letters}) = {tuple(shape)}" if letters else f"{tuple(shape)}"
+        raise ValueError(f"`{name}` must have shape {what}; got {tuple(x.shape)}.")
+    return x
+
+
+def check_same_device(tensors: Iterable[tuple[str, Tensor | None]]) -> None:
+    """Raise unless every given tensor lives on the same device as the first."""
+    first: tuple[str, Tensor] | None = None
+    for name, t in tensors:
+        if t is None:
+            continue
+        if first is None:
+            first = (name, t)
+        elif t.device != first[1].device:
+            raise ValueError(
+                f"`{name}` must be on the same device as `{first[0]}` ({first[1].device}); "
+                f"got {t.device}."
+            )
+
+
+def check_mask(mask: Tensor | None, shape: tuple[int, ...], name: str, like: Tensor) -> Tensor:
+    """Validate a bool mask of the given shape, or build an all-True one if ``mask`` is None."""
+    if mask is None:
+        return torch.ones(shape, dtype=torch.bool, device=like.device)
+    check_tensor(mask, name)
+    if mask.dtype != torch.bool:
+        raise TypeError(f"`{name}` must be a bool tensor (True = valid); got dtype {mask.dtype}.")
+    if tuple(mask.shape) != tuple(shape):
+        raise ValueError(f"`{name}` must have shape {tuple(shape)}; got {tuple(mask.shape)}.")
+    if mask.device != like.device:
+        raise ValueError(f"`{name}` must be on device {like.device}; got {mask.device}.")
+    return mask
+
+
+def check_finite(x: Tensor, name: str, mask: Tensor | None = None) -> Tensor:
+    """Raise if ``x`` (restricted to ``mask`` where given) holds NaN or Inf (a value check)."""
+    if not value_checks_enabled():
+        return x
+    vals = x if mask is None else x[mask]
+    if vals.numel() and not bool(torch.isfinite(vals).all()):
+        where = " in valid (unmasked) entries" if mask is not None else ""
+        raise ValueError(f"`{name}` must be finite; got NaN or Inf{where}.")
+    return x
+
+
+def check_nonempty_bags(mask: Tensor, name: str) -> Tensor:
+    """Raise if a row of a ``(B, N)`` mask has no valid entry (a value check)."""
+    if not value_checks_enabled() or mask.numel() == 0:
+        return mask
+    empty = (~mask.any(dim=-1)).nonzero().flatten()
+    if empty.numel():
+        idx = empty[:5].tolist()
+        raise ValueError(
+            f"`{name}` must have at least one valid entry per bag; got empty bags at batch "
+            f"indices {idx}. Drop them when collating."
+        )
+    return mask
+
+
+def check_bags(
+    x: object, mask: Tensor | None, *, name: str, mask_name: str | None = None
+) -> Tensor:
+    """Validate padded bags ``x (B, N, D)`` and their mask; return the (possibly built) mask."""
+    x = check_float(x, name)
+    check_ndim(x, 3, name, "B, N, D")
+    mname = mask_name or f"{name}_mask"
+    m = check_mask(mask, tuple(x.shape[:2]), mname, x)
+    check_nonempty_bags(m, name)
+    check_finite(x, name, m)
+    return m
+
+
+def reduce_loss(loss: Tensor, reduction: Reduction, weight: Tensor | None = None) -> Tensor:
+    """Apply ``reduction`` to a per-sample loss ``(B,)``, optionally weighted."""
+    if weight is not None:
+        check_shape(weight, tuple(loss.shape), "weight", "B")
+        loss = loss * weight
+        if reduction == "mean":
+            return loss.sum() / weight.sum().clamp_min(torch.finfo(loss.dtype).tiny)
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    return loss

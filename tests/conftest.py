@@ -1,0 +1,56 @@
+"""Shared test configuration: hypothesis profiles, the ``gpu`` marker, TCGA data location."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import settings
+
+settings.register_profile("ci", max_examples=40, deadline=None, derandomize=True, print_blob=True)
+settings.register_profile("dev", max_examples=15, deadline=None)
+settings.register_profile("thorough", max_examples=300, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+_REPO = Path(__file__).resolve().parents[1]
+
+
+def tcga_root() -> Path | None:
+    """Location of the shared TCGA tables, or None when absent (tests then skip)."""
+    env = os.environ.get("MINMAXFUSE_TCGA")
+    candidates = [Path(env)] if env else []
+    candidates.append(_REPO.parent / "shared" / "data" / "tcga")
+    for c in candidates:
+        if c.is_dir():
+            return c
+    return None
+
+
+@pytest.fixture
+def tcga() -> Path:
+    root = tcga_root()
+    if root is None:
+        pytest.skip("TCGA tables not found (set MINMAXFUSE_TCGA or use ../shared/data/tcga)")
+    return root
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip_gpu = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip_gpu)
+
+
+@pytest.fixture(params=[torch.float32, torch.float64], ids=["f32", "f64"])
+def dtype(request):
+    return request.param
+
+
+def devices() -> list[str]:
+    return ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
