@@ -20,12 +20,16 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from minmaxfuse._checks import set_value_checks, value_checks_enabled
-
 # Public names are appended below, one import line per subpackage (kept sorted in __all__).
+from minmaxfuse import survival
+from minmaxfuse._checks import set_value_checks, value_checks_enabled
+from minmaxfuse.survival import CoxPHLoss, NLLSurvLoss
 
 __all__ = [
+    "CoxPHLoss",
+    "NLLSurvLoss",
     "__version__",
     "set_value_checks",
+    "survival",
     "value_checks_enabled",
 ]
