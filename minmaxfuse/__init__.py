@@ -21,14 +21,20 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 # Public names are appended below, one import line per subpackage (kept sorted in __all__).
-from minmaxfuse import survival
+from minmaxfuse import data, diagnostics, losses, survival
 from minmaxfuse._checks import set_value_checks, value_checks_enabled
+from minmaxfuse.losses import DistinctContrastive, MinMaxObjective
 from minmaxfuse.survival import CoxPHLoss, NLLSurvLoss
 
 __all__ = [
     "CoxPHLoss",
+    "DistinctContrastive",
+    "MinMaxObjective",
     "NLLSurvLoss",
     "__version__",
+    "data",
+    "diagnostics",
+    "losses",
     "set_value_checks",
     "survival",
     "value_checks_enabled",

@@ -1,0 +1,34 @@
+"""Objectives: the Together soft-assignment loss, the Apart contrastive loss, the min-max objective.
+
+Tensors passed as arguments live here (the learnable prototype bank and anchors are in
+:mod:`minmaxfuse.layers`); schedules for loss weights and the TTA mass curriculum too.
+"""
+
+from __future__ import annotations
+
+from minmaxfuse.losses._contrastive import DistinctContrastive, distinct_contrastive_loss
+from minmaxfuse.losses._minmax import MinMaxComponents, MinMaxObjective, Term
+from minmaxfuse.losses._schedules import (
+    Constant,
+    Cosine,
+    Linear,
+    Schedule,
+    SigmoidRamp,
+    mass_ramp,
+)
+from minmaxfuse.losses._together import soft_assignment_loss
+
+__all__ = [
+    "Constant",
+    "Cosine",
+    "DistinctContrastive",
+    "Linear",
+    "MinMaxComponents",
+    "MinMaxObjective",
+    "Schedule",
+    "SigmoidRamp",
+    "Term",
+    "distinct_contrastive_loss",
+    "mass_ramp",
+    "soft_assignment_loss",
+]
