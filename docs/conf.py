@@ -1,0 +1,118 @@
+"""Sphinx configuration for the minmaxfuse documentation.
+
+Build (warnings are errors; offline: no intersphinx inventories are fetched)::
+
+    DOCS_OFFLINE=1 sphinx-build -W -b html docs docs/_build/html
+
+Environment switches:
+
+``DOCS_OFFLINE=1``
+    Switch intersphinx off. Its inventories need the network, and a failed download is a warning
+    that ``-W`` turns into an error. Links to torch/numpy/POT then render as plain text.
+``DOCS_NO_GALLERY=1``
+    Do not execute the gallery scripts (quick local iterations on the narrative pages only).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+DOCS = Path(__file__).resolve().parent
+ROOT = DOCS.parent
+sys.path.insert(0, str(ROOT))  # the package itself (also installed editable in the venv)
+sys.path.insert(0, str(DOCS / "_ext"))  # mmf_apigen: the API reference generator
+
+import minmaxfuse  # noqa: E402
+
+OFFLINE = os.environ.get("DOCS_OFFLINE", "") not in {"", "0", "false", "False"}
+RUN_GALLERY = os.environ.get("DOCS_NO_GALLERY", "") in {"", "0", "false", "False"}
+
+# -- Project ------------------------------------------------------------------------------
+project = "minmaxfuse"
+author = "the minmaxfuse developers"
+copyright = "2026, the minmaxfuse developers"  # noqa: A001 - Sphinx's name
+release = minmaxfuse.__version__
+version = ".".join(release.split(".")[:2])
+
+# -- General ------------------------------------------------------------------------------
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
+    "sphinx.ext.mathjax",
+    "sphinx.ext.viewcode",
+    "sphinx.ext.intersphinx",
+    "numpydoc",
+    "sphinx_gallery.gen_gallery",
+    "mmf_apigen",
+]
+templates_path = ["_templates"]
+exclude_patterns = ["_build", "_ext", "_templates", "**/.ipynb_checkpoints"]
+source_suffix = {".rst": "restructuredtext"}
+root_doc = "index"
+default_role = "literal"
+# Unresolved references to torch/numpy objects are expected offline, so nitpicky stays off;
+# mmf_apigen warns instead on any unresolved reference to a ``minmaxfuse`` object.
+nitpicky = False
+python_maximum_signature_line_length = 88
+add_module_names = False
+toc_object_entries_show_parents = "hide"
+
+# -- autodoc / autosummary / numpydoc -----------------------------------------------------
+# Stubs are written by mmf_apigen from each module's __all__; autosummary only renders tables.
+autosummary_generate = False
+autodoc_typehints = "signature"
+autodoc_member_order = "bysource"
+autodoc_class_signature = "separated"
+autodoc_default_options = {"exclude-members": "__init__, __new__"}
+numpydoc_show_class_members = False
+numpydoc_class_members_toctree = False
+numpydoc_xref_param_type = False
+numpydoc_validation_checks: set[str] = set()
+numpydoc_attributes_as_param_list = True
+
+# -- intersphinx (publish builds only) ----------------------------------------------------
+intersphinx_timeout = 5
+if OFFLINE:
+    intersphinx_mapping: dict[str, tuple[str, str | None]] = {}
+else:
+    intersphinx_mapping = {
+        "python": ("https://docs.python.org/3", None),
+        "numpy": ("https://numpy.org/doc/stable/", None),
+        "torch": ("https://docs.pytorch.org/docs/stable/", None),
+        "ot": ("https://pythonot.github.io/", None),
+        "sksurv": ("https://scikit-survival.readthedocs.io/en/stable/", None),
+        "matplotlib": ("https://matplotlib.org/stable/", None),
+    }
+
+# -- sphinx-gallery -----------------------------------------------------------------------
+sphinx_gallery_conf = {
+    "examples_dirs": ["../examples/gallery"],
+    "gallery_dirs": ["auto_examples"],
+    "filename_pattern": r"/plot_",
+    "ignore_pattern": r"__init__\.py|/_",
+    "abort_on_example_error": True,
+    "only_warn_on_example_error": False,
+    "plot_gallery": "True" if RUN_GALLERY else "False",
+    "subsection_order": [
+        f"../examples/gallery/{d}" for d in ("ot", "alignment", "survival", "benchmarks")
+    ],
+    "within_subsection_order": "FileNameSortKey",
+    "doc_module": ("minmaxfuse",),
+    "backreferences_dir": "generated/backreferences",
+    "reference_url": {"minmaxfuse": None},
+    "remove_config_comments": True,
+    "download_all_examples": False,
+    "show_signature": False,
+    "min_reported_time": 1,
+    "matplotlib_animations": False,
+    "capture_repr": ("_repr_html_", "__repr__"),
+    "first_notebook_cell": None,
+}
+
+# -- HTML ---------------------------------------------------------------------------------
+html_theme = "furo"
+html_title = f"minmaxfuse {release}"
+html_static_path: list[str] = []
+html_show_sourcelink = False
