@@ -106,6 +106,7 @@ sphinx_gallery_conf = {
     "download_all_examples": False,
     "show_signature": False,
     "min_reported_time": 1,
+    "write_computation_times": False,  # no sg_execution_times.rst in the source tree
     "matplotlib_animations": False,
     "capture_repr": ("_repr_html_", "__repr__"),
     "first_notebook_cell": None,
