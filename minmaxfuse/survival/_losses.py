@@ -484,9 +484,11 @@ def cox_ph_loss(
     if value_checks_enabled() and B and bool((time < 0).any()):
         raise ValueError(f"`time` must be >= 0; got a minimum of {float(time.min())}.")
 
-    if B == 0 or not bool(event.any()):
+    if B == 0:
         zero = log_risk * 0
         return zero if reduction == "none" else zero.sum()
+    # no host sync on "any event?": without events every term below is masked to zero and the
+    # mean divides 0 by a clamped count, which gives the graph-connected zero
 
     # sort by decreasing time; group equal times
     order = torch.argsort(time, descending=True, stable=True)
