@@ -55,7 +55,8 @@ def discretize_time(
     Notes
     -----
     The inner edges are the :math:`k / T` quantiles (:math:`k = 1, \dots, T - 1`, linear
-    interpolation, as :func:`numpy.quantile` and :func:`pandas.qcut`) of the event times. Bins
+    interpolation) of the event times, computed with the same floating-point operations as
+    :func:`pandas.qcut` (``np.percentile`` at ``100 * linspace(0, 1, T + 1)``). Bins
     are right-open, :math:`[e_k, e_{k+1})`: see :func:`assign_time_bins`. This is the
     discretisation of MCAT, MOTCat, CMTA, PORPOISE and SurvPath (``pd.qcut`` on uncensored
     patients, outer edges moved to min - 1e-6 / max + 1e-6, ``pd.cut(right=False)``). MCAT fits
@@ -85,7 +86,9 @@ def discretize_time(
             f"`event` must mark at least `n_bins` = {n_bins} events to place the quantile edges; "
             f"got {ev_t.size}."
         )
-    inner = np.quantile(ev_t, np.arange(1, n_bins) / n_bins)
+    # the exact arithmetic of pandas.qcut (percentiles of 100 * linspace), so that edges, and
+    # hence bins of times lying on an edge, agree bit for bit with MCAT's labels
+    inner = np.percentile(ev_t, np.linspace(0.0, 1.0, n_bins + 1)[1:-1] * 100.0)
     if outer == "inf":
         lo, hi = -np.inf, np.inf
     else:

@@ -110,7 +110,7 @@ class BootstrapResult(NamedTuple):
 
 def _check_tol(tied_tol: float) -> float:
     if isinstance(tied_tol, bool) or not isinstance(tied_tol, (int, float)) or not tied_tol >= 0:
-        raise ValueError(f"`tied_tol` must be a finite number >= 0; got {tied_tol!r}.")
+        raise ValueError(f"`tied_tol` must be a number >= 0; got {tied_tol!r}.")
     return float(tied_tol)
 
 

@@ -276,3 +276,15 @@ def test_cox_efron_equals_breslow_without_ties():
     torch.testing.assert_close(
         cox_ph_loss(eta, time, event, ties="efron"), cox_ph_loss(eta, time, event, ties="breslow")
     )
+
+
+def test_cox_integer_times_and_mixed_dtypes():
+    eta = torch.tensor([0.2, -0.1, 0.4, 0.0], dtype=torch.float32)
+    event = torch.tensor([True, True, False, True])
+    t_int = torch.tensor([3, 1, 1, 2])
+    a = cox_ph_loss(eta, t_int, event)
+    b = cox_ph_loss(eta, t_int.to(torch.float64), event)
+    assert a.dtype == torch.float32 and b.dtype == torch.float32
+    torch.testing.assert_close(a, b)
+    ref = naive_cox_sum(eta.double().numpy(), t_int.numpy(), event.numpy(), "efron") / 3
+    assert a.item() == pytest.approx(ref, rel=1e-6)

@@ -222,14 +222,43 @@ def test_assign_time_bins_right_open_and_tensor_roundtrip():
     assert isinstance(e, torch.Tensor) and e.dtype == torch.float64
 
 
-@given(data=survival_data(min_n=8, max_n=40, min_events=4, grid=1000))
-def test_bins_cover_all_training_patients(data):
+@given(
+    data=survival_data(min_n=8, max_n=40, min_events=4),
+    n_bins=st.integers(1, 4),
+    outer=st.sampled_from(["data", "inf"]),
+)
+def test_bins_equal_pandas_qcut_cut_recipe(data, n_bins, outer):
+    # MCAT: qcut edges of the event times, outer edges replaced, pd.cut(right=False). The edges
+    # are taken from Series.quantile (what qcut uses): qcut itself also rejects a lowest/highest
+    # quantile equal to an inner one, although MCAT replaces those outer edges anyway.
+    pd = pytest.importorskip("pandas")
     event, time, _ = data
+    q = pd.Series(time[event]).quantile(np.linspace(0, 1, n_bins + 1)).to_numpy()
+    q[0], q[-1] = time.min() - 1e-6, time.max() + 1e-6
     try:
-        edges = S.discretize_time(time, event, n_bins=4, outer="data")
+        edges = S.discretize_time(time, event, n_bins=n_bins, outer=outer)
     except ValueError:
-        return  # tied quantiles
-    bins = S.assign_time_bins(time, edges)
-    assert bins.min() >= 0 and bins.max() <= 3
-    # every bin holds event times (quantile bins of the event times)
-    assert set(np.unique(bins[event])) == {0, 1, 2, 3}
+        with pytest.raises(ValueError, match="must be unique|monotonically"):
+            pd.cut(time, bins=q, labels=False, right=False, include_lowest=True)
+        return
+    ref = pd.cut(time, bins=q, labels=False, right=False, include_lowest=True)
+    np.testing.assert_array_equal(S.assign_time_bins(time, edges), ref)
+    np.testing.assert_array_equal(edges[1:-1], q[1:-1])
+    if outer == "data":
+        np.testing.assert_array_equal(edges, q)
+
+
+def test_runtime_does_not_import_scikit_survival_or_scipy():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, minmaxfuse, numpy as np\n"
+        "from minmaxfuse.survival import concordance_index, logrank_test\n"
+        "e = np.array([True, False, True, True]); t = np.array([1.0, 2.0, 3.0, 4.0])\n"
+        "concordance_index(event=e, time=t, risk=-t)\n"
+        "logrank_test(event=e, time=t, group=np.array([0, 1, 0, 1]))\n"
+        "print(sorted(m for m in ('sksurv', 'scipy', 'pandas', 'sklearn') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
