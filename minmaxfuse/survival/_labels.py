@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from minmaxfuse._checks import check_choice, check_int, check_nonnegative
+from minmaxfuse._checks import check_choice, check_int, check_nonnegative, value_checks_enabled
 from minmaxfuse.survival._stats import as_event, as_time
 
 __all__ = ["assign_time_bins", "discretize_time"]
@@ -118,7 +118,8 @@ def assign_time_bins(time: Tensor | np.ndarray, edges: Tensor | np.ndarray) -> T
     -------
     Tensor or ndarray, shape (N,)
         ``int64`` bin indices in ``[0, T)``; a ``long`` tensor (on the device of ``time``) if
-        ``time`` is a tensor.
+        ``time`` is a tensor, computed there with :func:`torch.searchsorted` (the validity
+        checks read values and are skipped after ``minmaxfuse.set_value_checks(False)``).
 
     Raises
     ------
@@ -129,7 +130,9 @@ def assign_time_bins(time: Tensor | np.ndarray, edges: Tensor | np.ndarray) -> T
     Notes
     -----
     :math:`k = \#\{j \ge 1 : e_j \le t\}`, i.e. a time equal to an inner edge belongs to the bin
-    on its right (``pd.cut(right=False)``, the MCAT convention).
+    on its right (``pd.cut(right=False)``, the MCAT convention). Comparisons are made in
+    float64: times stored in float32 may round across an edge that equals a float64 time, so
+    keep times in the precision the edges were computed from.
 
     Examples
     --------
@@ -139,22 +142,50 @@ def assign_time_bins(time: Tensor | np.ndarray, edges: Tensor | np.ndarray) -> T
     >>> assign_time_bins(torch.tensor([3.0, 10.0, 25.0]), edges)
     tensor([0, 1, 2])
     """
-    is_tensor = isinstance(time, Tensor)
+    if isinstance(time, Tensor):
+        return _assign_torch(time, edges)
     t = as_time(time, "time")
     ed = np.asarray(edges.detach().cpu() if isinstance(edges, Tensor) else edges, dtype=np.float64)
+    _check_edges(ed)
+    bins = np.searchsorted(ed, t, side="right") - 1
+    _check_in_edges(t, bins, ed)
+    return bins.astype(np.int64)
+
+
+def _check_edges(ed: np.ndarray) -> None:
     if ed.ndim != 1 or ed.size < 2 or np.any(np.isnan(ed)) or np.any(np.diff(ed) <= 0):
         raise ValueError(
             f"`edges` must be a strictly increasing 1-d array with at least 2 entries; got "
             f"{ed.tolist()}."
         )
-    bins = np.searchsorted(ed, t, side="right") - 1
+
+
+def _check_in_edges(t: np.ndarray, bins: np.ndarray, ed: np.ndarray) -> None:
     bad = (bins < 0) | (bins >= ed.size - 1)
     if bad.any():
         raise ValueError(
             f"`time` must lie in [edges[0], edges[-1]) = [{ed[0]}, {ed[-1]}); got "
             f"{t[bad][:5].tolist()} outside. Use `outer='inf'` in discretize_time."
         )
-    bins = bins.astype(np.int64)
-    if is_tensor:
-        return torch.as_tensor(bins, dtype=torch.long, device=time.device)
+
+
+def _assign_torch(time: Tensor, edges: Tensor | np.ndarray) -> Tensor:
+    """Device-side binning (no host synchronisation unless value checks are on)."""
+    if time.dtype == torch.bool or time.is_complex() or time.ndim != 1:
+        raise ValueError(
+            f"`time` must be a real 1-d tensor (N,); got dtype {time.dtype}, shape "
+            f"{tuple(time.shape)}."
+        )
+    ed = torch.as_tensor(edges, dtype=torch.float64, device=time.device)
+    t = time.to(torch.float64)
+    bins = torch.searchsorted(ed, t, right=True) - 1
+    if value_checks_enabled():
+        ed_np = ed.cpu().numpy()
+        _check_edges(ed_np)
+        t_np = t.cpu().numpy()
+        if t_np.size and not np.all(np.isfinite(t_np)):
+            raise ValueError("`time` must be finite; got NaN or Inf.")
+        if t_np.size and t_np.min() < 0:
+            raise ValueError(f"`time` must be >= 0; got a minimum of {t_np.min()}.")
+        _check_in_edges(t_np, bins.cpu().numpy(), ed_np)
     return bins

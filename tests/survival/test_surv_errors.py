@@ -111,6 +111,15 @@ def test_label_errors():
         S.assign_time_bins(T, np.array([0.0, 2.0, 1.0]))
     with pytest.raises(ValueError, match=r"must lie in \[edges\[0\], edges\[-1\]\)"):
         S.assign_time_bins(T, np.array([0.0, 2.0, 4.0]))
+    # the tensor path (device-side searchsorted) runs the same checks
+    with pytest.raises(ValueError, match=r"must lie in \[edges\[0\], edges\[-1\]\)"):
+        S.assign_time_bins(torch.tensor(T), torch.tensor([0.0, 2.0, 4.0]))
+    with pytest.raises(ValueError, match="`time` must be >= 0"):
+        S.assign_time_bins(torch.tensor([-1.0, 2.0]), torch.tensor([-5.0, 2.0, 4.0]))
+    with pytest.raises(ValueError, match="strictly increasing"):
+        S.assign_time_bins(torch.tensor(T), torch.tensor([0.0, 3.0, 2.0, 9.0]))
+    with pytest.raises(ValueError, match="`time` must be a real 1-d tensor"):
+        S.assign_time_bins(torch.ones(2, 2), torch.tensor([0.0, 3.0]))
 
 
 # ------------------------------------------------------------------------------------------
