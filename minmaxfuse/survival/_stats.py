@@ -228,8 +228,8 @@ def harrell_counts(
     group_start = np.searchsorted(ts, ev_ts, side="left")
     start = group_start + n_ev_at  # first comparable position (sorted order)
     lo, hi = _tie_bounds(u, rs[ev_pos], tied_tol)
-    below_all_lo = np.searchsorted(np.sort(rank), lo, side="left")
-    below_all_hi = np.searchsorted(np.sort(rank), hi, side="left")
+    below = np.concatenate([[0], np.cumsum(np.bincount(rank, minlength=u.size))])  # #{rank < q}
+    below_all_lo, below_all_hi = below[lo], below[hi]
     pre_lo, pre_hi = _prefix_count_below(rank, start, [lo, hi])
     n_con = below_all_lo - pre_lo
     n_tie = (below_all_hi - pre_hi) - n_con
