@@ -1,0 +1,16 @@
+"""Learnable modules: shared-prototype UOT alignment (Together), modality anchors (Apart).
+
+Also the gradient-reversal helper that turns a critic into a true adversarial max player.
+"""
+
+from __future__ import annotations
+
+from minmaxfuse.layers._anchors import AnchorOutput, ModalityAnchors
+from minmaxfuse.layers._grad_reverse import GradReverse, grad_reverse
+
+__all__ = [
+    "AnchorOutput",
+    "GradReverse",
+    "ModalityAnchors",
+    "grad_reverse",
+]
