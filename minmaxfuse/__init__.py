@@ -21,19 +21,24 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 # Public names are appended below, one import line per subpackage (kept sorted in __all__).
-from minmaxfuse import data, diagnostics, losses, survival
+from minmaxfuse import data, diagnostics, layers, losses, survival
 from minmaxfuse._checks import set_value_checks, value_checks_enabled
+from minmaxfuse.layers import GradReverse, ModalityAnchors, grad_reverse
 from minmaxfuse.losses import DistinctContrastive, MinMaxObjective
 from minmaxfuse.survival import CoxPHLoss, NLLSurvLoss
 
 __all__ = [
     "CoxPHLoss",
     "DistinctContrastive",
+    "GradReverse",
     "MinMaxObjective",
+    "ModalityAnchors",
     "NLLSurvLoss",
     "__version__",
     "data",
     "diagnostics",
+    "grad_reverse",
+    "layers",
     "losses",
     "set_value_checks",
     "survival",
