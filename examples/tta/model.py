@@ -1,0 +1,258 @@
+"""The reference TTA survival model and the deep baselines, built from minmaxfuse's public API.
+
+Forward pass (tta_method.md Appendix A), for A modalities with tokens ``X_m`` (B, N_m, D):
+
+1. encoders: WSI patches -> :class:`PatchEncoder`; omics groups -> :class:`GroupedEncoder`
+   (one token per pathway / gene family);
+2. **Together**: :class:`minmaxfuse.layers.PrototypeUOTAlign` - shared prototype bank, one joint
+   unbalanced OT over the tokens of all modalities with the transported-mass curriculum, OT/softmax
+   ``mix`` weights -> prototype tokens ``T_m`` (B, K, D) and the Together loss;
+3. **Apart**: :class:`minmaxfuse.layers.ModalityAnchors` refines ``[T_m ; anchor_m]`` per modality,
+   :class:`minmaxfuse.losses.DistinctContrastive` pulls each modality's pooled vector to its own
+   anchor and away from the others;
+4. fusion: :class:`CoAttentionFusion` over all ``A*K`` prototype tokens, mean per modality,
+   concat, ``Linear(A*D -> out, bias=False)`` = log-risk (Cox) or hazard logits (NLL);
+5. :class:`minmaxfuse.losses.MinMaxObjective` combines survival, Together and Apart terms.
+
+Variants: ``tta`` (all), ``tta_no_together`` (prototype tokens from softmax assignments only: no
+UOT weights, no Together loss), ``tta_no_apart`` (no anchors, no contrastive term),
+``late_concat`` and ``single_<m>`` (mean-pooled encoder tokens, concatenated, MLP head; no
+prototypes, no Together/Apart).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from minmaxfuse.layers import ModalityAnchors, PrototypeUOTAlign
+from minmaxfuse.losses import DistinctContrastive, MinMaxObjective, mass_ramp
+
+from .batches import ModalityInfo
+from .encoders import CoAttentionFusion, GroupedEncoder, PatchEncoder, masked_mean
+
+
+def _make_encoder(info: ModalityInfo, dim: int, dropout: float) -> nn.Module:
+    if info.kind == "bag":
+        return PatchEncoder(info.in_dim, dim, dropout=dropout)
+    return GroupedEncoder(torch.as_tensor(info.valid), dim, dropout=dropout)
+
+
+class _Encoders(nn.Module):
+    def __init__(self, infos: Sequence[ModalityInfo], dim: int, dropout: float) -> None:
+        super().__init__()
+        self.infos = list(infos)
+        self.enc = nn.ModuleDict({i.name: _make_encoder(i, dim, dropout) for i in infos})
+
+    def forward(
+        self, inputs: dict[str, tuple[Tensor, Tensor | None]], present: Tensor | None, chunk: int
+    ) -> tuple[list[Tensor], list[Tensor]]:
+        tokens, masks = [], []
+        for a, info in enumerate(self.infos):
+            x, mask = inputs[info.name]
+            if info.kind == "bag":
+                t = self.enc[info.name](x, mask, chunk=chunk)
+            else:
+                t = self.enc[info.name](x)
+                mask = torch.ones(t.shape[:2], dtype=torch.bool, device=t.device)
+            if present is not None:
+                mask = mask & present[:, a : a + 1]
+                t = t * mask.unsqueeze(-1).to(t.dtype)
+            tokens.append(t)
+            masks.append(mask)
+        return tokens, masks
+
+
+class TTASurvival(nn.Module):
+    """TTA survival model for any subset of modalities (see module docstring)."""
+
+    def __init__(
+        self,
+        infos: Sequence[ModalityInfo],
+        *,
+        out_dim: int = 1,
+        dim: int = 256,
+        num_prototypes: int = 32,
+        dropout: float = 0.3,
+        together: bool = True,
+        apart: bool = True,
+        tau: float = 0.5,
+        mix: float = 0.5,
+        reg: float = 0.1,
+        reg_m: float = 1.0,
+        rho_eval: float | None = None,
+        together_weight: float = 0.5,
+        apart_weight: float = 0.5,
+        apart_tau: float = 0.1,
+        allow_missing: bool = False,
+        ot_tol: float = 1e-3,
+        ot_max_iter: int = 1000,
+        ramp_epochs: float = 10.0,
+    ) -> None:
+        super().__init__()
+        self.infos = list(infos)
+        self.names = [i.name for i in infos]
+        a = len(self.infos)
+        self.together, self.apart = together, apart
+        self.rho_eval = rho_eval
+        self.encoders = _Encoders(infos, dim, dropout)
+        self.align = PrototypeUOTAlign(
+            dim,
+            num_prototypes,
+            num_modalities=a,
+            temperature=tau,
+            mix=mix if together else 0.0,
+            reg=reg,
+            reg_m=reg_m,
+            allow_missing=allow_missing,
+            missing="borrow",
+            tol=ot_tol,
+            max_iter=ot_max_iter,
+        )
+        self.ramp_epochs = ramp_epochs
+        if apart:
+            self.anchors = ModalityAnchors(a, dim, dropout=dropout)
+            self.contrast = DistinctContrastive(apart_tau, dim=dim)
+        else:
+            self.norm = nn.LayerNorm(dim)
+        self.fusion = CoAttentionFusion(dim, dropout=dropout)
+        self.head = nn.Linear(a * dim, out_dim, bias=False)
+        terms = {"survival": 1.0}
+        if together:
+            terms["together"] = together_weight * a  # the layer averages modalities (1/A each)
+        if apart and a > 1:
+            terms["apart"] = apart_weight
+        self.objective_fn = MinMaxObjective(terms)
+        self.k = num_prototypes
+
+    def forward(
+        self,
+        inputs: dict[str, tuple[Tensor, Tensor | None]],
+        *,
+        progress: float | None = None,
+        present: Tensor | None = None,
+        chunk: int = 0,
+    ) -> dict:
+        """Risk logits ``(B, out_dim)`` and every loss term / transport diagnostic."""
+        tokens, masks = self.encoders(inputs, present, chunk)
+        # progress = epochs done (fractional); TTA ramps rho over 10 epochs (tta_method.md §2.2)
+        rho = mass_ramp(progress / self.ramp_epochs) if progress is not None else self.rho_eval
+        if not self.together:
+            rho = 1.0  # the plan is not used (mix = 0, no Together loss): cheapest full-mass solve
+        al = self.align(tokens, masks, rho=rho)
+        proto = list(al.prototype_tokens)
+        present = al.present  # (B, A): modalities with at least one valid token
+        out: dict = {"align": al, "masks": masks, "present": present}
+        if self.apart:
+            an = self.anchors(proto)
+            proto = an.tokens
+            if len(proto) > 1:
+                out["apart"] = self.contrast(an.pooled, an.anchors, mask=present)
+            out["pooled"] = an.pooled
+        else:
+            proto = [self.norm(t) for t in proto]
+        if self.together:
+            out["together"] = al.loss
+        # a missing modality's prototype tokens were filled by the layer ("borrow": the slot-wise
+        # mean of the present modalities' tokens), so fusion always sees A*K tokens
+        seq = torch.cat(proto, dim=1)  # (B, A*K, D)
+        fused, attn = self.fusion(seq)
+        pooled = torch.cat([p.mean(1) for p in fused.split(self.k, dim=1)], -1)  # (B, A*D)
+        out["logits"] = self.head(pooled)
+        out["attn"] = attn
+        return out
+
+    def objective(self, survival: Tensor, out: dict) -> tuple[Tensor, dict[str, Tensor]]:
+        """Total loss (MinMaxObjective) and the raw terms for logging."""
+        terms = {"survival": survival}
+        if self.together:
+            terms["together"] = out["together"].float()
+        if "apart" in self.objective_fn.term_names:
+            terms["apart"] = out.get("apart")
+        comp = self.objective_fn.forward_components(terms)
+        self.objective_fn.step()
+        return comp.total, {k: v for k, v in comp.raw.items()}
+
+    @torch.no_grad()
+    def explain(self, out: dict, inputs: dict, present: Tensor | None) -> list[dict]:
+        """Per patient: each token's transported mass and its top prototypes, per modality."""
+        al = out["align"]
+        res = []
+        plans = al.plans  # list of (B, N_m, K)
+        b = plans[0].shape[0]
+        for i in range(b):
+            rec = {}
+            for a, info in enumerate(self.infos):
+                mask = out["masks"][a][i]
+                plan = plans[a][i][mask].float()  # (n, K)
+                mass = plan.sum(-1)  # transported mass of each token
+                rec[info.name] = {
+                    "token_mass": mass.cpu().tolist(),
+                    "token_top_prototype": plan.argmax(-1).cpu().tolist(),
+                    "prototype_mass": plan.sum(0).cpu().tolist(),
+                    "token_names": info.token_names,
+                }
+            res.append(rec)
+        return res
+
+
+class LateFusion(nn.Module):
+    """Baseline: encoder tokens mean-pooled per modality, concatenated, MLP risk head."""
+
+    def __init__(
+        self,
+        infos: Sequence[ModalityInfo],
+        *,
+        out_dim: int = 1,
+        dim: int = 256,
+        dropout: float = 0.3,
+    ) -> None:
+        super().__init__()
+        self.infos = list(infos)
+        self.encoders = _Encoders(infos, dim, dropout)
+        a = len(self.infos)
+        self.head = nn.Sequential(
+            nn.LayerNorm(a * dim),
+            nn.Linear(a * dim, dim),
+            nn.LeakyReLU(0.1),
+            nn.Dropout(dropout),
+            nn.Linear(dim, out_dim, bias=False),
+        )
+        self.objective_fn = MinMaxObjective({"survival": 1.0})
+
+    def forward(self, inputs, *, progress=None, present=None, chunk: int = 0) -> dict:
+        """Risk logits ``(B, out_dim)``."""
+        tokens, masks = self.encoders(inputs, present, chunk)
+        pooled = torch.cat([masked_mean(t, m) for t, m in zip(tokens, masks)], -1)
+        return {"logits": self.head(pooled)}
+
+    def objective(self, survival: Tensor, out: dict) -> tuple[Tensor, dict[str, Tensor]]:
+        """Survival loss only."""
+        comp = self.objective_fn.forward_components(survival=survival)
+        self.objective_fn.step()
+        return comp.total, dict(comp.raw)
+
+
+def build_model(method: str, infos: Sequence[ModalityInfo], args, *, out_dim: int) -> nn.Module:
+    """Model of a method name (see module docstring) with the CLI hyper-parameters."""
+    common = {"out_dim": out_dim, "dim": args.dim, "dropout": args.dropout}
+    if method in ("late_concat",) or method.startswith("single_"):
+        return LateFusion(infos, **common)
+    together = "no_together" not in method
+    apart = "no_apart" not in method
+    return TTASurvival(
+        infos,
+        num_prototypes=args.prototypes,
+        together=together,
+        apart=apart,
+        rho_eval=args.rho_eval,
+        together_weight=args.together_weight,
+        apart_weight=args.apart_weight,
+        allow_missing=bool(getattr(args, "drop_modality", None)),
+        ot_tol=args.ot_tol,
+        ot_max_iter=args.ot_max_iter,
+        ramp_epochs=args.ramp_epochs,
+        **common,
+    )
