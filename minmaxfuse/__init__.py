@@ -21,10 +21,11 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 # Public names are appended below, one import line per subpackage (kept sorted in __all__).
-from minmaxfuse import data, diagnostics, layers, losses, survival
+from minmaxfuse import data, diagnostics, layers, losses, ot, survival
 from minmaxfuse._checks import set_value_checks, value_checks_enabled
 from minmaxfuse.layers import GradReverse, ModalityAnchors, grad_reverse
 from minmaxfuse.losses import DistinctContrastive, MinMaxObjective
+from minmaxfuse.ot import UOTResult, sinkhorn_uot
 from minmaxfuse.survival import CoxPHLoss, NLLSurvLoss
 
 __all__ = [
@@ -34,13 +35,16 @@ __all__ = [
     "MinMaxObjective",
     "ModalityAnchors",
     "NLLSurvLoss",
+    "UOTResult",
     "__version__",
     "data",
     "diagnostics",
     "grad_reverse",
     "layers",
     "losses",
+    "ot",
     "set_value_checks",
+    "sinkhorn_uot",
     "survival",
     "value_checks_enabled",
 ]
