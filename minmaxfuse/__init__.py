@@ -23,7 +23,7 @@ __version__ = "0.1.0"
 # Public names are appended below, one import line per subpackage (kept sorted in __all__).
 from minmaxfuse import data, diagnostics, layers, losses, ot, survival
 from minmaxfuse._checks import set_value_checks, value_checks_enabled
-from minmaxfuse.layers import GradReverse, ModalityAnchors, grad_reverse
+from minmaxfuse.layers import GradReverse, ModalityAnchors, PrototypeUOTAlign, grad_reverse
 from minmaxfuse.losses import DistinctContrastive, MinMaxObjective
 from minmaxfuse.ot import UOTResult, sinkhorn_uot
 from minmaxfuse.survival import CoxPHLoss, NLLSurvLoss
@@ -35,6 +35,7 @@ __all__ = [
     "MinMaxObjective",
     "ModalityAnchors",
     "NLLSurvLoss",
+    "PrototypeUOTAlign",
     "UOTResult",
     "__version__",
     "data",

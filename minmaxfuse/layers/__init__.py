@@ -7,10 +7,14 @@ from __future__ import annotations
 
 from minmaxfuse.layers._anchors import AnchorOutput, ModalityAnchors
 from minmaxfuse.layers._grad_reverse import GradReverse, grad_reverse
+from minmaxfuse.layers._prototype_align import AlignOutput, PrototypeUOTAlign, prototype_aggregate
 
 __all__ = [
+    "AlignOutput",
     "AnchorOutput",
     "GradReverse",
     "ModalityAnchors",
+    "PrototypeUOTAlign",
     "grad_reverse",
+    "prototype_aggregate",
 ]
