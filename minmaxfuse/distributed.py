@@ -16,6 +16,15 @@ gather sums, over ranks, the gradients that reach each rank's rows and keeps the
 where :math:`W` is the world size. DDP then *averages* parameter gradients over ranks, which
 divides by :math:`W` again, so the parameters receive exactly :math:`\partial L / \partial
 \theta`, the gradient of the single-process loss on the concatenated batch.
+
+More generally, if rank :math:`q` builds a scalar :math:`\ell_q` from the gathered rows (for
+instance the sum of its own rows of an unreduced loss), the parameters receive
+:math:`\partial / \partial\theta \; \frac{1}{W}\sum_q \ell_q`: DDP always optimises the mean
+over ranks of what each rank back-propagates, and the gather makes that exact across ranks.
+
+Every rank must call the same gathers in the same order (they are collectives); a rank that
+raises (e.g. on invalid input) before a collective leaves the others waiting until the process
+group's timeout.
 """
 
 from __future__ import annotations
@@ -24,9 +33,9 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from minmaxfuse._checks import check_tensor
+from minmaxfuse._checks import check_int, check_tensor
 
-__all__ = ["gather_nograd", "gather_with_grad", "is_distributed", "world_size"]
+__all__ = ["batch_sizes", "gather_nograd", "gather_with_grad", "is_distributed", "world_size"]
 
 
 def is_distributed() -> bool:
@@ -84,7 +93,61 @@ class _GatherWithGrad(torch.autograd.Function):
         return grad[ctx.start : ctx.stop], None
 
 
-def gather_with_grad(x: Tensor) -> Tensor:
+def batch_sizes(n: int, device: torch.device | str | None = None) -> list[int]:
+    """Number of rows held by every rank, exchanged with one small ``all_gather``.
+
+    Pass the result as ``sizes=`` to several :func:`gather_with_grad` / :func:`gather_nograd`
+    calls on rows of the same batch, so the sizes are exchanged (a host synchronisation) once.
+
+    Parameters
+    ----------
+    n : int
+        Number of rows on this rank (>= 0).
+    device : torch.device or str, optional
+        Device of the exchanged size tensor; it must suit the backend (CUDA for NCCL).
+        Default: CPU.
+
+    Returns
+    -------
+    list of int
+        ``[B_0, ..., B_{W-1}]``; ``[n]`` outside a multi-process group.
+
+    Raises
+    ------
+    TypeError
+        If ``n`` is not an int.
+    ValueError
+        If ``n`` is negative.
+
+    Examples
+    --------
+    >>> from minmaxfuse.distributed import batch_sizes
+    >>> batch_sizes(5)  # single process
+    [5]
+    """
+    n = check_int(n, "n", minimum=0)
+    if not is_distributed():
+        return [n]
+    t = torch.tensor([n], device=device)
+    all_n = [torch.zeros_like(t) for _ in range(dist.get_world_size())]
+    dist.all_gather(all_n, t)
+    return [int(v.item()) for v in all_n]
+
+
+def _check_sizes(x: Tensor, sizes: list[int] | None) -> list[int]:
+    if sizes is None:
+        return batch_sizes(x.shape[0], x.device)
+    sizes = [int(v) for v in sizes]
+    W, r = dist.get_world_size(), dist.get_rank()
+    if len(sizes) != W or sizes[r] != x.shape[0]:
+        raise ValueError(
+            f"`sizes` must list the rows of all {W} ranks with sizes[{r}] = x.shape[0] = "
+            f"{x.shape[0]}; got {sizes}."
+        )
+    return sizes
+
+
+def gather_with_grad(x: Tensor, *, sizes: list[int] | None = None) -> Tensor:
     r"""Concatenate ``x`` from every rank along dim 0, with gradients flowing back.
 
     Ranks may hold different numbers of rows (the last shard of an epoch is often smaller).
@@ -94,6 +157,8 @@ def gather_with_grad(x: Tensor) -> Tensor:
     ----------
     x : Tensor, shape (B_r, ...)
         This rank's rows. Trailing dimensions, dtype and device must agree across ranks.
+    sizes : list of int, optional
+        Rows per rank, from :func:`batch_sizes`; exchanged here when omitted.
 
     Returns
     -------
@@ -105,13 +170,14 @@ def gather_with_grad(x: Tensor) -> Tensor:
     TypeError
         If ``x`` is not a tensor.
     ValueError
-        If ``x`` is a 0-d tensor.
+        If ``x`` is a 0-d tensor or ``sizes`` does not match the group.
 
     Notes
     -----
     The backward pass all-reduces (sums) the incoming gradient and returns this rank's slice; see
     the module docstring for why this yields the single-process gradient under DDP's averaging.
-    Sizes are exchanged with one small ``all_gather`` per call (a host synchronisation).
+    Unless ``sizes`` is given, sizes are exchanged with one small ``all_gather`` per call (a host
+    synchronisation).
 
     Examples
     --------
@@ -125,23 +191,30 @@ def gather_with_grad(x: Tensor) -> Tensor:
         raise ValueError("`x` must have a batch dimension (ndim >= 1); got a 0-d tensor.")
     if not is_distributed():
         return x
-    n = torch.tensor([x.shape[0]], device=x.device)
-    all_n = [torch.zeros_like(n) for _ in range(dist.get_world_size())]
-    dist.all_gather(all_n, n)
-    sizes = [int(t.item()) for t in all_n]
-    return _GatherWithGrad.apply(x, sizes)
+    return _GatherWithGrad.apply(x, _check_sizes(x, sizes))
 
 
-def gather_nograd(x: Tensor) -> Tensor:
+def gather_nograd(x: Tensor, *, sizes: list[int] | None = None) -> Tensor:
     """Concatenate ``x`` from every rank along dim 0 without gradient (labels, times, events).
 
     Parameters
     ----------
     x : Tensor, shape (B_r, ...)
+        This rank's rows; bool tensors are supported (sent as uint8).
+    sizes : list of int, optional
+        Rows per rank, from :func:`batch_sizes`; exchanged here when omitted.
 
     Returns
     -------
     Tensor, shape (sum_r B_r, ...)
+        Detached; rows of rank 0 first.
+
+    Raises
+    ------
+    TypeError
+        If ``x`` is not a tensor.
+    ValueError
+        If ``x`` is a 0-d tensor or ``sizes`` does not match the group.
 
     Examples
     --------
@@ -151,9 +224,11 @@ def gather_nograd(x: Tensor) -> Tensor:
     [0, 1, 2]
     """
     check_tensor(x, "x")
+    if x.ndim == 0:
+        raise ValueError("`x` must have a batch dimension (ndim >= 1); got a 0-d tensor.")
     if not is_distributed():
         return x
     x = x.detach()
     if x.dtype == torch.bool:  # gloo has no bool collectives
-        return gather_with_grad(x.to(torch.uint8)).bool()
-    return gather_with_grad(x)
+        return gather_with_grad(x.to(torch.uint8), sizes=sizes).bool()
+    return gather_with_grad(x, sizes=sizes)

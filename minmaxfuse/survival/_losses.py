@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -20,6 +23,7 @@ from minmaxfuse._checks import (
     check_tensor,
     value_checks_enabled,
 )
+from minmaxfuse.distributed import batch_sizes, gather_nograd, gather_with_grad, is_distributed
 
 __all__ = [
     "CoxPHLoss",
@@ -32,6 +36,14 @@ __all__ = [
 ]
 
 _TIES = ("efron", "breslow")
+
+
+def _no_autocast(like: Tensor) -> contextlib.AbstractContextManager:
+    """Disable autocast on the device of ``like`` (a no-op where autocast does not exist)."""
+    try:
+        return torch.autocast(like.device.type, enabled=False)
+    except RuntimeError:  # e.g. the meta device
+        return contextlib.nullcontext()
 
 
 # --------------------------------------------------------------------------------------------
@@ -105,7 +117,8 @@ def survival_curve(logits: Tensor) -> Tensor:
     r"""Survival probabilities :math:`S_t = \prod_{j \le t} (1 - h_j)` from hazard logits.
 
     Computed in log space, :math:`\log S_t = \sum_{j \le t} \log\sigma(-\text{logit}_j)`, so that
-    saturated logits give exact zeros/ones rather than rounding noise.
+    saturated logits give exact zeros/ones rather than rounding noise; half-precision logits are
+    accumulated in float32 with autocast off and the result is cast back to their dtype.
 
     Parameters
     ----------
@@ -132,7 +145,10 @@ def survival_curve(logits: Tensor) -> Tensor:
     tensor([[0.5000, 0.2500, 0.1250]])
     """
     logits = _check_logits(logits)
-    return torch.exp(torch.cumsum(F.logsigmoid(-logits), dim=1))
+    wd = logits.dtype if logits.dtype in (torch.float32, torch.float64) else torch.float32
+    with _no_autocast(logits):
+        log_s = torch.cumsum(F.logsigmoid(-logits.to(wd)), dim=1)
+        return torch.exp(log_s).to(logits.dtype)
 
 
 def risk_from_logits(logits: Tensor) -> Tensor:
@@ -165,7 +181,10 @@ def risk_from_logits(logits: Tensor) -> Tensor:
     >>> risk_from_logits(torch.tensor([[-5.0, -5.0], [5.0, 5.0]]))
     tensor([-1.9800, -0.0067])
     """
-    return -survival_curve(logits).sum(dim=1)
+    logits = _check_logits(logits)
+    wd = logits.dtype if logits.dtype in (torch.float32, torch.float64) else torch.float32
+    with _no_autocast(logits):
+        return (-survival_curve(logits.to(wd)).sum(dim=1)).to(logits.dtype)
 
 
 def nll_surv_loss(
@@ -204,7 +223,9 @@ def nll_surv_loss(
     Returns
     -------
     Tensor
-        Shape ``()`` for ``"mean"``/``"sum"``, ``(B,)`` for ``"none"``.
+        Shape ``()`` for ``"mean"``/``"sum"``, ``(B,)`` for ``"none"``, in the dtype of
+        ``logits`` (float16/bfloat16 input is computed with autocast off and returned in
+        float32, like torch's own losses under autocast).
 
     Raises
     ------
@@ -269,6 +290,18 @@ def nll_surv_loss(
                 f"`time_bin` must lie in [0, {T}) (T = logits.shape[1]); got [{lo}, {hi}]."
             )
     check_finite(logits, "logits")
+    if eps is not None:
+        eps = check_positive(eps, "eps")
+    # autocast off; half precision is computed (and returned) in float32
+    wd = logits.dtype if logits.dtype in (torch.float32, torch.float64) else torch.float32
+    with _no_autocast(logits):
+        logits = logits.to(wd)
+        weight = None if weight is None else weight.to(wd)
+        return _nll_core(logits, time_bin, event, alpha, reduction, weight, eps)
+
+
+def _nll_core(logits, time_bin, event, alpha, reduction, weight, eps):
+    """Validated discrete-time NLL."""
     y = time_bin.long().unsqueeze(1)  # (B, 1)
     ev = event.to(logits.dtype)
     if eps is None:
@@ -278,7 +311,6 @@ def nll_surv_loss(
         log_s_before = log_surv_pad.gather(1, y).squeeze(1)
         log_s_at = log_surv_pad.gather(1, y + 1).squeeze(1)
     else:
-        eps = check_positive(eps, "eps")
         h = torch.sigmoid(logits)
         s = torch.cumprod(1 - h, dim=1)
         s_pad = torch.cat([torch.ones_like(s[:, :1]), s], dim=1)
@@ -385,6 +417,7 @@ def cox_ph_loss(
     ties: str = "efron",
     reduction: Reduction = "mean",
     weight: Tensor | None = None,
+    gather: bool = False,
 ) -> Tensor:
     r"""Negative Cox partial log-likelihood with exact Breslow or Efron handling of ties.
 
@@ -405,13 +438,21 @@ def cox_ph_loss(
     weight : Tensor, shape (B,), optional
         Non-negative per-patient weights multiplying each event's term. Risk sets are not
         weighted.
+    gather : bool, default False
+        Under :mod:`torch.distributed` with more than one rank, gather ``log_risk`` (with
+        gradients), ``time``, ``event`` and ``weight`` from every rank first, so that risk sets
+        and the ``"mean"`` denominator span the global batch (shards may differ in size). Every
+        rank then returns the loss of the concatenated batch (``"none"``: this rank's rows of
+        it). Without a process group this flag changes nothing. All ranks must pass the same
+        value. See Notes for the gradient convention.
 
     Returns
     -------
     Tensor
         Shape ``()`` for ``"mean"``/``"sum"``, ``(B,)`` for ``"none"``; dtype of ``log_risk``
-        (float64 stays float64). A batch without any event returns a zero that is still
-        connected to the graph of ``log_risk``.
+        (float64 stays float64; float16/bfloat16 input is computed and returned in float32,
+        like torch's own losses under autocast). A batch without any event returns a zero that
+        is still connected to the graph of ``log_risk``.
 
     Raises
     ------
@@ -444,6 +485,17 @@ def cox_ph_loss(
     :math:`\log R + \operatorname{log1p}(-\tfrac{l}{d} e^{\log D - \log R})`, so the loss is
     finite for log-risks of any magnitude and invariant to adding a constant to ``log_risk``.
     The loss is :math:`-\ell / \sum_b \delta_b` for ``"mean"``.
+
+    With ``gather=True`` every rank computes the same global loss :math:`L`; the backward of the
+    gather sums the gradients of all ranks' copies, so each rank's ``log_risk`` receives
+    :math:`W \, \partial L / \partial \eta` (:math:`W` = world size). DistributedDataParallel
+    averages parameter gradients over ranks, which divides by :math:`W` again: the parameters
+    receive exactly the gradient of the single-process loss on the concatenated batch. (With
+    ``"none"``, DDP likewise yields the gradient of the mean over ranks of what each rank
+    back-propagates; see :mod:`minmaxfuse.distributed`.) The gather costs one size exchange
+    (a host synchronisation) and four ``all_gather`` calls.
+
+    The computation runs with autocast disabled, in float32 at least.
 
     References
     ----------
@@ -478,12 +530,38 @@ def cox_ph_loss(
     ties = check_choice(ties, _TIES, "ties")
     reduction = check_reduction(reduction)
     weight = _check_weight(weight, log_risk, "log_risk")
+    if not isinstance(gather, bool):
+        raise TypeError(f"`gather` must be a bool; got {type(gather).__name__}.")
     check_finite(log_risk, "log_risk")
     if time.is_floating_point():
         check_finite(time, "time")
     if value_checks_enabled() and B and bool((time < 0).any()):
         raise ValueError(f"`time` must be >= 0; got a minimum of {float(time.min())}.")
 
+    # autocast off; half precision is computed (and returned) in float32
+    wd = log_risk.dtype if log_risk.dtype in (torch.float32, torch.float64) else torch.float32
+    with _no_autocast(log_risk):
+        log_risk = log_risk.to(wd)
+        local = None
+        if gather and is_distributed():
+            sizes = batch_sizes(B, log_risk.device)
+            start = sum(sizes[: dist.get_rank()])
+            local = slice(start, start + B)
+            log_risk = gather_with_grad(log_risk, sizes=sizes)
+            time = gather_nograd(time, sizes=sizes)
+            event = gather_nograd(event, sizes=sizes)
+            weight = None if weight is None else gather_nograd(weight, sizes=sizes)
+        out = _cox_core(log_risk, time, event, ties, reduction, weight)
+        return out if local is None or reduction != "none" else out[local]
+
+
+def _cox_core(
+    log_risk: Tensor, time: Tensor, event: Tensor, ties: str, reduction: str, weight: Tensor | None
+) -> Tensor:
+    """Validated Cox loss on one (possibly gathered) batch."""
+    B = log_risk.shape[0]
+    if weight is not None:
+        weight = weight.to(log_risk.dtype)
     if B == 0:
         zero = log_risk * 0
         return zero if reduction == "none" else zero.sum()
@@ -530,6 +608,9 @@ class CoxPHLoss(nn.Module):
         Tie handling.
     reduction : {"none", "mean", "sum"}, default "mean"
         ``"mean"`` divides by the number of events.
+    gather : bool, default False
+        Risk sets over the global batch under :mod:`torch.distributed` (see
+        :func:`cox_ph_loss`).
 
     Examples
     --------
@@ -543,18 +624,29 @@ class CoxPHLoss(nn.Module):
     torch.Size([])
     """
 
-    def __init__(self, ties: str = "efron", reduction: Reduction = "mean") -> None:
+    def __init__(
+        self, ties: str = "efron", reduction: Reduction = "mean", *, gather: bool = False
+    ) -> None:
         super().__init__()
         self.ties = check_choice(ties, _TIES, "ties")
         self.reduction = check_reduction(reduction)
+        if not isinstance(gather, bool):
+            raise TypeError(f"`gather` must be a bool; got {type(gather).__name__}.")
+        self.gather = gather
 
     def forward(
         self, log_risk: Tensor, time: Tensor, event: Tensor, weight: Tensor | None = None
     ) -> Tensor:
         """Compute the loss; see :func:`cox_ph_loss` for shapes."""
         return cox_ph_loss(
-            log_risk, time, event, ties=self.ties, reduction=self.reduction, weight=weight
+            log_risk,
+            time,
+            event,
+            ties=self.ties,
+            reduction=self.reduction,
+            weight=weight,
+            gather=self.gather,
         )
 
     def extra_repr(self) -> str:  # noqa: D102
-        return f"ties={self.ties!r}, reduction={self.reduction!r}"
+        return f"ties={self.ties!r}, reduction={self.reduction!r}, gather={self.gather}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 from torch import Tensor
 
 # --------------------------------------------------------------------------------------------
@@ -19,7 +20,10 @@ from torch import Tensor
 
 def _to_numpy(x: object, name: str) -> np.ndarray:
     if isinstance(x, Tensor):
-        return x.detach().cpu().numpy()
+        x = x.detach().cpu()
+        if x.dtype == torch.bfloat16:  # numpy has no bfloat16
+            x = x.float()
+        return x.numpy()
     if isinstance(x, (list, tuple)):
         return np.asarray(x)
     if isinstance(x, np.ndarray):
