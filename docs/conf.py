@@ -46,6 +46,7 @@ extensions = [
     "numpydoc",
     "sphinx_gallery.gen_gallery",
     "mmf_apigen",
+    "mmf_markdown",
 ]
 templates_path = ["_templates"]
 exclude_patterns = ["_build", "_ext", "_templates", "**/.ipynb_checkpoints"]

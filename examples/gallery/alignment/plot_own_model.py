@@ -7,7 +7,7 @@ classifier over two modalities of bags of tokens (a slide-like modality with rag
 assay-like modality with a fixed list of tokens) with the full Together/Apart stack:
 
 1. one encoder per modality maps its tokens to a common size ``D``;
-2. :class:`~minmaxfuse.PrototypeUOTAlign` assigns the tokens of both modalities to shared
+2. :class:`~minmaxfuse.layers.PrototypeUOTAlign` assigns the tokens of both modalities to shared
    prototypes and returns ``K`` prototype tokens per modality plus the Together loss;
 3. :class:`~minmaxfuse.ModalityAnchors` refines each modality's prototype tokens with a learnable
    anchor and pools them; :class:`~minmaxfuse.DistinctContrastive` is the Apart loss;

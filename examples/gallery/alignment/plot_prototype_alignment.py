@@ -2,8 +2,9 @@
 Prototype alignment on toy data: what the Together loss does on its own
 =======================================================================
 
-:class:`minmaxfuse.PrototypeUOTAlign` gives all modalities one coordinate system: a shared bank
-of ``K`` prototypes, to which the tokens of every modality are assigned by unbalanced transport.
+:class:`minmaxfuse.layers.PrototypeUOTAlign` gives all modalities one coordinate system: a
+shared bank of ``K`` prototypes, to which the tokens of every modality are assigned by
+unbalanced transport.
 This example trains the layer *alone*, with its Together loss and nothing else, on a toy cohort,
 and looks at the assignments it learns, with one joint transport problem per subject
 (``joint=True``, TTA's choice) and with one problem per modality (``joint=False``).

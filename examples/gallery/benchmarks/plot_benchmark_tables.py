@@ -1,0 +1,137 @@
+"""
+The benchmark tables as figures
+===============================
+
+The benchmark scripts record their measurements as Markdown tables in ``benchmarks/README.md``
+(see :doc:`/benchmarks`), and the reference example records its cross-validation results in
+``examples/README.md`` (see :doc:`/results`). This script reads those tables *from the files* at
+build time and draws every numeric column, so the figures always show the numbers that are in
+the repository. Sections whose benchmark has not been run yet have no table and are listed as
+such.
+"""
+
+# %%
+# Reading the tables
+# ------------------
+import re
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+try:
+    ROOT = Path(__file__).resolve().parents[3]
+except NameError:  # pasted into an interactive session
+    ROOT = Path.cwd()
+
+NUMBER = re.compile(r"^\s*([-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?)\s*(x|%|s|ms|MiB|GiB|MB|GB)?\s*$", re.I)
+PLUSMINUS = re.compile(r"^\s*([-+]?\d*\.?\d+)\s*(?:±|\+/-|\+-)\s*(\d*\.?\d+)\s*$")
+
+
+def cells(line):
+    line = line.strip().strip("|")
+    return [c.strip().strip("*`") for c in re.split(r"(?<!\\)\|", line)]
+
+
+def tables(path):
+    """Yield (section heading, header, rows) for every pipe table of a Markdown file."""
+    if not path.exists():
+        return
+    lines = path.read_text(encoding="utf-8").splitlines()
+    section, i = path.name, 0
+    while i < len(lines):
+        if lines[i].startswith("#"):
+            section = lines[i].lstrip("#").strip()
+        is_table = (
+            lines[i].strip().startswith("|")
+            and i + 1 < len(lines)
+            and set(lines[i + 1].strip()) <= set("|:- ")
+            and "-" in lines[i + 1]
+        )
+        if is_table:
+            header = cells(lines[i])
+            rows = []
+            i += 2
+            while i < len(lines) and lines[i].strip().startswith("|"):
+                rows.append(cells(lines[i]))
+                i += 1
+            yield section, header, rows
+            continue
+        i += 1
+
+
+def numeric(column):
+    """Values (and error bars) of a column, or None if some cell is not a number."""
+    values, errors = [], []
+    for cell in column:
+        if (m := PLUSMINUS.match(cell)) is not None:
+            values.append(float(m.group(1)))
+            errors.append(float(m.group(2)))
+        elif (m := NUMBER.match(cell)) is not None:
+            values.append(float(m.group(1)))
+            errors.append(0.0)
+        else:
+            return None
+    return np.array(values), np.array(errors)
+
+
+found = []
+for readme in (ROOT / "benchmarks" / "README.md", ROOT / "examples" / "README.md"):
+    for section, header, rows in tables(readme):
+        found.append((readme.relative_to(ROOT), section, header, rows))
+        print(f"{readme.relative_to(ROOT)}: '{section}' ({len(rows)} rows)")
+for readme in ("benchmarks/README.md", "examples/README.md"):
+    path = ROOT / readme
+    if not path.exists():
+        print(f"{readme}: not in this checkout")
+    else:
+        empty = [
+            line.lstrip("#").strip()
+            for line, nxt in zip(path.read_text().splitlines(), path.read_text().splitlines()[2:])
+            if line.startswith("## ") and "not yet measured" in nxt.lower()
+        ]
+        for name in empty:
+            print(f"{readme}: '{name}' has not been measured yet")
+
+
+# %%
+# One figure per table
+# --------------------
+# Rows are labelled by their non-numeric cells; every numeric column gets a panel (a log scale
+# when its values span more than two decades, error bars where a cell reads ``mean ± sd``).
+def draw(source, section, header, rows):
+    width = len(header)
+    rows = [r + [""] * (width - len(r)) for r in rows if any(r)]
+    columns = [[r[j] for r in rows] for j in range(width)]
+    parsed = [numeric(c) for c in columns]
+    label_cols = [j for j, p in enumerate(parsed) if p is None]
+    value_cols = [j for j, p in enumerate(parsed) if p is not None]
+    if not value_cols or not rows:
+        return None
+    labels = [" / ".join(r[j] for j in label_cols) or str(i) for i, r in enumerate(rows)]
+    if not label_cols and value_cols:  # e.g. the first numeric column is a size: use it
+        first = value_cols.pop(0)
+        labels = [r[first] for r in rows]
+        if not value_cols:
+            return None
+    n = len(value_cols)
+    ncols = min(n, 4)
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 2.6 * nrows + 0.6), squeeze=False)
+    for ax, j in zip(axes.flat, value_cols):
+        values, errors = parsed[j]
+        ax.bar(range(len(values)), values, yerr=errors if errors.any() else None, color="tab:blue")
+        positive = values[values > 0]
+        if positive.size and positive.max() / positive.min() > 100:
+            ax.set_yscale("log")
+        ax.set_xticks(range(len(values)), labels, rotation=60, ha="right", fontsize=7)
+        ax.set_title(header[j], fontsize=8)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    fig.suptitle(f"{section}  ({source})", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+figures = [draw(*t) for t in found]
+print(f"{sum(f is not None for f in figures)} figure(s) drawn from {len(found)} table(s)")
