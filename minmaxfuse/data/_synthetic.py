@@ -152,7 +152,7 @@ def make_synthetic_cohort(
 
     Notes
     -----
-    About 0.05 s for the defaults on one CPU core (300 patients, 256 + 24 tokens).
+    About 0.05-0.1 s for the defaults on one CPU core (300 patients, 256 + 24 tokens).
 
     Examples
     --------
