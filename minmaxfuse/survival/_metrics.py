@@ -236,7 +236,7 @@ def _censoring_weights(
         tr_e, tr_t = event, time
     else:
         tr_e = as_event(train_event, "train_event")
-        tr_t = as_time(train_time, "train_time", tr_e.size)
+        tr_t = as_time(train_time, "train_time", tr_e.size, ref="train_event")
         if tr_e.size == 0:
             raise ValueError("`train_time` must not be empty; got 0 samples.")
     uniq, g = km_curve(tr_e, tr_t, reverse=True)
@@ -542,7 +542,7 @@ def brier_score(
         tr_e, tr_t = ev, t
     else:
         tr_e = as_event(train_event, "train_event")
-        tr_t = as_time(train_time, "train_time", tr_e.size)
+        tr_t = as_time(train_time, "train_time", tr_e.size, ref="train_event")
     uniq, g = km_curve(tr_e, tr_t, reverse=True)
     g_t = step_eval(uniq, g, ts, "times")
     g_y = step_eval(uniq, g, t, "time")

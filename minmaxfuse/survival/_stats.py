@@ -33,17 +33,17 @@ def _to_numpy(x: object, name: str) -> np.ndarray:
     raise TypeError(f"`{name}` must be a numpy array or a torch.Tensor; got {type(x).__name__}.")
 
 
-def _check_1d(a: np.ndarray, name: str, n: int | None) -> np.ndarray:
+def _check_1d(a: np.ndarray, name: str, n: int | None, ref: str = "event") -> np.ndarray:
     if a.ndim != 1:
         raise ValueError(f"`{name}` must be one-dimensional (N,); got shape {a.shape}.")
     if n is not None and a.shape[0] != n:
         raise ValueError(
-            f"`{name}` must have the same length as `event` (N = {n}); got {a.shape[0]}."
+            f"`{name}` must have the same length as `{ref}` (N = {n}); got {a.shape[0]}."
         )
     return a
 
 
-def as_event(x: object, name: str = "event", n: int | None = None) -> np.ndarray:
+def as_event(x: object, name: str = "event", n: int | None = None, ref: str = "time") -> np.ndarray:
     """Bool array of event indicators (True = event observed); rejects 0/1 integers."""
     a = _to_numpy(x, name)
     if a.dtype != np.bool_:
@@ -51,10 +51,10 @@ def as_event(x: object, name: str = "event", n: int | None = None) -> np.ndarray
             f"`{name}` must be a bool array (True = event observed, False = censored); got dtype "
             f"{a.dtype}. Convert a censorship column c with `event = c == 0`."
         )
-    return _check_1d(a, name, n)
+    return _check_1d(a, name, n, ref)
 
 
-def _as_real(x: object, name: str, n: int | None, ndim: int = 1) -> np.ndarray:
+def _as_real(x: object, name: str, n: int | None, ndim: int = 1, ref: str = "event") -> np.ndarray:
     a = _to_numpy(x, name)
     if a.dtype == np.bool_ or not (
         np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)
@@ -62,15 +62,15 @@ def _as_real(x: object, name: str, n: int | None, ndim: int = 1) -> np.ndarray:
         raise TypeError(f"`{name}` must hold real numbers; got dtype {a.dtype}.")
     a = a.astype(np.float64, copy=False)
     if ndim == 1:
-        _check_1d(a, name, n)
+        _check_1d(a, name, n, ref)
     if not np.all(np.isfinite(a)):
         raise ValueError(f"`{name}` must be finite; got NaN or Inf.")
     return a
 
 
-def as_time(x: object, name: str = "time", n: int | None = None) -> np.ndarray:
+def as_time(x: object, name: str = "time", n: int | None = None, ref: str = "event") -> np.ndarray:
     """Float64 array of non-negative, finite times."""
-    a = _as_real(x, name, n)
+    a = _as_real(x, name, n, ref=ref)
     if a.size and a.min() < 0:
         raise ValueError(f"`{name}` must be >= 0; got a minimum of {a.min()}.")
     return a
