@@ -177,23 +177,38 @@ class TTASurvival(nn.Module):
 
     @torch.no_grad()
     def explain(self, out: dict, inputs: dict, present: Tensor | None) -> list[dict]:
-        """Per patient: each token's transported mass and its top prototypes, per modality."""
+        """Per patient and modality: transported mass of every token and where it goes.
+
+        ``token_mass[i]`` is the mass token ``i`` sends to real prototypes (1 = all of it;
+        below 1 only when evaluating with ``--rho-eval`` < 1, the rest going to the sink),
+        ``token_top_prototype`` / ``token_top_share`` its main prototype and the share of its
+        mass sent there, ``prototype_mass[k]`` the total mass prototype ``k`` receives from
+        this modality; grouped (omics) modalities also keep the full ``plan`` (G, K).
+        """
         al = out["align"]
         res = []
         plans = al.plans  # list of (B, N_m, K)
-        b = plans[0].shape[0]
-        for i in range(b):
+        for i in range(plans[0].shape[0]):
             rec = {}
             for a, info in enumerate(self.infos):
                 mask = out["masks"][a][i]
                 plan = plans[a][i][mask].float()  # (n, K)
-                mass = plan.sum(-1)  # transported mass of each token
+                mass = plan.sum(-1)  # (n,)
+                top = plan.max(-1)
                 rec[info.name] = {
-                    "token_mass": mass.cpu().tolist(),
-                    "token_top_prototype": plan.argmax(-1).cpu().tolist(),
-                    "prototype_mass": plan.sum(0).cpu().tolist(),
+                    "present": bool(al.present[i, a]),
+                    "token_mass": [round(v, 5) for v in mass.cpu().tolist()],
+                    "token_top_prototype": top.indices.cpu().tolist(),
+                    "token_top_share": [
+                        round(v, 5) for v in (top.values / mass.clamp_min(1e-12)).cpu().tolist()
+                    ],
+                    "prototype_mass": [round(v, 5) for v in plan.sum(0).cpu().tolist()],
                     "token_names": info.token_names,
                 }
+                if info.kind == "grouped":
+                    rec[info.name]["plan"] = [
+                        [round(v, 5) for v in row] for row in plan.cpu().tolist()
+                    ]
             res.append(rec)
         return res
 

@@ -569,10 +569,7 @@ def run_method_fold(
             },
         )
         if extras:
-            report.write_json(
-                fdir / "explain.json",
-                {"case_ids": list(np.asarray(ds.case_ids)[test]), "patients": extras},
-            )
+            write_explanations(fdir, ds, sub, test, extras)
         if args.drop_modality and args.drop_modality in [m.name for m in mods] and len(mods) > 1:
             rec.update(_drop_modality_scores(model, sub, test, crit, cfg, device, args))
         (fdir / "state.pt").unlink(missing_ok=True)
@@ -602,6 +599,51 @@ def run_method_fold(
     rec["seconds"] = _time.time() - t_start
     report.write_json(res_path, rec)
     return rec
+
+
+def write_explanations(fdir: Path, ds: Dataset, data: PatientData, test, extras) -> None:
+    """Per-patient transport masses, pathway x prototype tables and per-patch weight CSVs."""
+    case_ids = [str(c) for c in np.asarray(ds.case_ids)[test]]
+    report.write_json(fdir / "explain.json", {"case_ids": case_ids, "patients": extras})
+    for info in data.modalities:
+        if info.kind == "grouped":
+            # cohort-level association: mean share of each token's mass sent to each prototype
+            plans = [np.asarray(p[info.name]["plan"]) for p in extras if p[info.name]["present"]]
+            if not plans:
+                continue
+            share = np.mean([p / np.clip(p.sum(1, keepdims=True), 1e-12, None) for p in plans], 0)
+            k = share.shape[1]
+            buf = io.StringIO()
+            w = csv.writer(buf)
+            w.writerow(["token"] + [f"prototype_{j}" for j in range(k)])
+            for name, row in zip(info.token_names, share):
+                w.writerow([name] + [f"{v:.5f}" for v in row])
+            report.write_text(fdir / f"token_prototype_{info.name}.csv", buf.getvalue())
+            report.plot_heatmap(
+                fdir / f"token_prototype_{info.name}.png",
+                share,
+                list(info.token_names),
+                [str(j) for j in range(k)],
+                f"{info.name}: share of each token's transport to each prototype "
+                f"(test patients, {fdir.name})",
+            )
+        elif data.store is not None:
+            buf = io.StringIO()
+            w = csv.writer(buf)
+            w.writerow(["case_id", "patch", "x", "y", "mass", "top_prototype", "top_share"])
+            n_rows = 0
+            for row, cid, rec in zip(test, case_ids, extras):
+                coords = data.coords(int(row))
+                r = rec[info.name]
+                if coords is None or len(coords) != len(r["token_mass"]):
+                    continue
+                for i, (xy, m, kk, sh) in enumerate(
+                    zip(coords, r["token_mass"], r["token_top_prototype"], r["token_top_share"])
+                ):
+                    w.writerow([cid, i, int(xy[0]), int(xy[1]), m, kk, sh])
+                    n_rows += 1
+            if n_rows:
+                report.write_text(fdir / "patch_weights.csv", buf.getvalue())
 
 
 def _restrict(data: PatientData, mods: list[ModalityInfo]) -> PatientData:

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from examples.tta.cli import main
+from examples.tta.report import explain_patient
 
 TINY = ["--synthetic-patients", "60", "--folds", "2", "--quiet", "--dim", "16", "--prototypes", "4"]
 
@@ -181,6 +182,16 @@ def test_wsi_rna_from_pt_and_h5_files_two_epochs(tmp_path):
     assert len(res["folds"]) == 2 and res["config"]["n_patients"] == 24
     assert res["config"]["groups"]["rna"]["dropped"] == ["PATH_EMPTY"]
     assert res["config"]["groups"]["rna"]["names"] == ["PATH_A", "PATH_B"]
+    # interpretability outputs: token x prototype table, per-patch weights with .h5 coords
+    fold0 = out / "tta" / "fold_0"
+    table = pd.read_csv(fold0 / "token_prototype_rna.csv")
+    assert list(table["token"]) == ["PATH_A", "PATH_B"] and table.shape[1] == 1 + 4
+    np.testing.assert_allclose(table.iloc[:, 1:].sum(1), 1.0, atol=1e-3)
+    patches = pd.read_csv(fold0 / "patch_weights.csv")
+    assert {"case_id", "x", "y", "mass", "top_prototype"} <= set(patches.columns)
+    case = patches["case_id"].iloc[0]
+    text = explain_patient(out, "tta", case)
+    assert case in text and "[wsi]" in text and "PATH_" in text
     # a missing slide file: clear error naming the slide, or skipped and counted
     victim = next((feats / "pt_files").glob("*.pt"))
     victim.unlink()
