@@ -102,7 +102,6 @@ sphinx_gallery_conf = {
     "within_subsection_order": "FileNameSortKey",
     "doc_module": ("minmaxfuse",),
     "backreferences_dir": "generated/backreferences",
-    "reference_url": {"minmaxfuse": None},
     "remove_config_comments": True,
     "download_all_examples": False,
     "show_signature": False,

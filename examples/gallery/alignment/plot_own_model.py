@@ -76,7 +76,7 @@ class TwoModalityClassifier(nn.Module):
 # only sums the weighted terms; ``backward`` and the optimiser step stay in your loop, and
 # ``objective.step()`` advances any weight schedule.
 # [train]
-def train_model(apart_weight=0.5, epochs=6, batch_size=50, seed=0):
+def train_model(apart_weight=0.5, epochs=5, batch_size=50, seed=0):
     torch.manual_seed(seed)
     model = TwoModalityClassifier([t.shape[-1] for t in tokens], num_classes=4)
     objective = MinMaxObjective({"task": 1.0, "together": 1.0, "apart": apart_weight})

@@ -125,7 +125,9 @@ for name, snaps in runs.items():
 # clustering objective whose targets are the transport plans. It does **not**, by itself, make
 # a latent type use the same prototypes in both modalities. Look at the overlap printed above:
 # with one joint problem per subject, both modalities' tokens compete for the same prototype
-# capacities, and in this toy the two modalities end up on largely different prototypes.
+# capacities, and in this toy the two modalities end up on largely different prototypes;
+# modality B, the smaller one, is even squeezed onto fewer prototypes than it has types (a
+# sharp row is not necessarily a faithful one).
 #
 # In TTA the Together loss never acts alone. The prototype tokens of both modalities are fused
 # and trained by the task loss, and the Apart stage shapes them; what "slot ``k``" means is

@@ -19,11 +19,19 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-try:
-    ROOT = Path(__file__).resolve().parents[3]
-except NameError:  # pasted into an interactive session
-    ROOT = Path.cwd()
+import minmaxfuse
 
+
+def repository_root():
+    """The checkout holding ``benchmarks/`` (the docs are built from a source checkout)."""
+    here = Path.cwd()
+    for path in [Path(minmaxfuse.__file__).resolve().parents[1], here, *here.parents]:
+        if (path / "benchmarks").is_dir() and (path / "minmaxfuse").is_dir():
+            return path
+    return here
+
+
+ROOT = repository_root()
 NUMBER = re.compile(r"^\s*([-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?)\s*(x|%|s|ms|MiB|GiB|MB|GB)?\s*$", re.I)
 PLUSMINUS = re.compile(r"^\s*([-+]?\d*\.?\d+)\s*(?:±|\+/-|\+-)\s*(\d*\.?\d+)\s*$")
 
