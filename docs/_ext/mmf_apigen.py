@@ -62,6 +62,8 @@ class ApiIndex:
 
 
 def _kind(obj: object) -> str:
+    if isinstance(obj, (str, bytes, int, float, bool)) or obj is None:
+        return "constant"  # documented inline (``py:data`` with its value), no page of its own
     if inspect.ismodule(obj):
         return "module"
     if inspect.isclass(obj):
@@ -72,6 +74,8 @@ def _kind(obj: object) -> str:
 
 
 def _summary(obj: object, kind: str) -> str:
+    if kind == "constant":
+        return repr(obj)
     if kind == "data":
         return ""
     doc = inspect.getdoc(obj) or ""
@@ -194,7 +198,7 @@ def _stub(entry: Entry) -> str:
 def _fragment(index: ApiIndex, modname: str, level: str = "-") -> str:
     """Autosummary tables for one namespace (documented here, and re-exported from elsewhere)."""
     names = index.exports.get(modname, [])
-    own = {"class": [], "function": [], "data": []}
+    own: dict[str, list[str]] = {"class": [], "function": [], "data": [], "constant": []}
     reexported: list[str] = []
     submodules: list[str] = []
     for name in names:
@@ -218,6 +222,14 @@ def _fragment(index: ApiIndex, modname: str, level: str = "-") -> str:
         out.append(".. autosummary::\n   :toctree: ../generated\n   :nosignatures:\n")
         out += [f"   {n}" for n in own[kind]]
         out.append("")
+    if own["constant"]:
+        out.append(_title("Constants", level))
+        for n in own["constant"]:
+            value = index.entries[f"{modname}.{n}"].summary
+            what = "The version of minmaxfuse." if n == "__version__" else "A constant."
+            out += [f".. py:data:: {n}", f"   :value: {value}", "", f"   {what}", ""]
+    if modname == PACKAGE:
+        submodules = []  # listed under "Modules" on the same page
     if reexported or submodules:
         out.append(_title("Also available here", level))
         out.append(
@@ -260,7 +272,8 @@ def write_sources(index: ApiIndex, docs_dir: Path) -> list[str]:
             path.write_text(text)
 
     for entry in index.entries.values():
-        put(gen / f"{entry.canonical}.rst", _stub(entry))
+        if entry.kind != "constant":
+            put(gen / f"{entry.canonical}.rst", _stub(entry))
     pages: list[str] = []
     for modname in [PACKAGE, *index.modules]:
         short = "toplevel" if modname == PACKAGE else _short(modname)

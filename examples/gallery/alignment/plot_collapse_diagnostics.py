@@ -134,7 +134,7 @@ fig.tight_layout()
 #   coincide.
 # * In the run above (one seed), neither model collapses and the two accuracies are close: the
 #   label needs only one modality-specific factor, which the task loss alone keeps. The clear
-#   effect of the Apart term is the larger modality gap. Collapse shows up when the Together
-#   weight dominates the task signal; the same few lines of diagnostics reveal it.
+#   effect of the Apart term is the larger modality gap. A collapsing configuration would show
+#   an effective rank falling towards 1 and a modality gap towards 0, without needing labels.
 # * Check these on your own model during training, alongside the validation metric: a rising
 #   Together weight that drives the effective rank down is a warning before the metric drops.
