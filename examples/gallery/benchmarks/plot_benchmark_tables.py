@@ -105,23 +105,20 @@ for readme in ("benchmarks/README.md", "examples/README.md"):
 # %%
 # One figure per table
 # --------------------
-# Rows are labelled by their non-numeric cells; every numeric column gets a panel (a log scale
+# Rows are labelled by their first column and their other non-numeric cells; every other
+# numeric column gets a panel (a log scale
 # when its values span more than two decades, error bars where a cell reads ``mean ± sd``).
 def draw(source, section, header, rows):
     width = len(header)
     rows = [r + [""] * (width - len(r)) for r in rows if any(r)]
     columns = [[r[j] for r in rows] for j in range(width)]
     parsed = [numeric(c) for c in columns]
-    label_cols = [j for j, p in enumerate(parsed) if p is None]
-    value_cols = [j for j, p in enumerate(parsed) if p is not None]
+    # The first column names the row (a size, a cohort, a method) even when it is numeric.
+    label_cols = [0] + [j for j, p in enumerate(parsed) if p is None and j > 0]
+    value_cols = [j for j, p in enumerate(parsed) if p is not None and j > 0]
     if not value_cols or not rows:
         return None
-    labels = [" / ".join(r[j] for j in label_cols) or str(i) for i, r in enumerate(rows)]
-    if not label_cols and value_cols:  # e.g. the first numeric column is a size: use it
-        first = value_cols.pop(0)
-        labels = [r[first] for r in rows]
-        if not value_cols:
-            return None
+    labels = [" / ".join(r[j] for j in label_cols) for r in rows]
     n = len(value_cols)
     ncols = min(n, 4)
     nrows = -(-n // ncols)
