@@ -226,6 +226,18 @@ def check_finite(x: Tensor, name: str, mask: Tensor | None = None) -> Tensor:
     return x
 
 
+def check_nonnegative_values(x: Tensor, name: str, mask: Tensor | None = None) -> Tensor:
+    """Raise if ``x`` (restricted to ``mask`` where given) has a negative entry (a value check)."""
+    if not value_checks_enabled():
+        return x
+    vals = x if mask is None else x[mask]
+    if vals.numel():
+        low = vals.min()
+        if bool(low < 0):
+            raise ValueError(f"`{name}` must be nonnegative; got a minimum of {float(low):.4g}.")
+    return x
+
+
 def check_nonempty_bags(mask: Tensor, name: str) -> Tensor:
     """Raise if a row of a ``(B, N)`` mask has no valid entry (a value check)."""
     if not value_checks_enabled() or mask.numel() == 0:

@@ -8,7 +8,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from minmaxfuse._checks import check_int, check_tensor
+from minmaxfuse._checks import check_int, check_mask, check_tensor
 
 
 class PaddedBags(NamedTuple):
@@ -202,11 +202,7 @@ def sample_bags(
         if mask is None:
             items = list(bags.unbind(0))
         else:
-            if mask.dtype != torch.bool or tuple(mask.shape) != tuple(bags.shape[:2]):
-                raise ValueError(
-                    f"`mask` must be a bool tensor of shape {tuple(bags.shape[:2])}; "
-                    f"got {mask.dtype} {tuple(mask.shape)}."
-                )
+            check_mask(mask, tuple(bags.shape[:2]), "mask", bags)
             items = [b[m] for b, m in zip(bags.unbind(0), mask.unbind(0))]
     else:
         items = _check_bag_list(bags, "bags")

@@ -5,13 +5,20 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from minmaxfuse._checks import check_finite, check_float, check_mask, check_ndim, check_positive
+from minmaxfuse._checks import (
+    check_finite,
+    check_float,
+    check_mask,
+    check_ndim,
+    check_nonnegative_values,
+    check_positive,
+)
 
 
 def _check_points(x: object, name: str, mask: Tensor | None) -> tuple[Tensor, Tensor]:
     x = check_float(x, name)
     check_ndim(x, 2, name, "N, D")
-    m = check_mask(mask, (x.shape[0],), f"{name}_mask" if mask is not None else "mask", x)
+    m = check_mask(mask, (x.shape[0],), "mask", x)
     check_finite(x, name, m)
     return x, m
 
@@ -225,6 +232,7 @@ def _check_plan(plan: object, mask: Tensor | None) -> tuple[Tensor, Tensor]:
     check_ndim(plan, 3, "plan", "B, N, K")
     m = check_mask(mask, tuple(plan.shape[:2]), "mask", plan)
     check_finite(plan, "plan", m)
+    check_nonnegative_values(plan, "plan", m)
     return plan, m
 
 
@@ -257,7 +265,7 @@ def prototype_usage_entropy(
     Raises
     ------
     ValueError, TypeError
-        On a malformed plan or mask.
+        On a malformed plan or mask, or NaN/Inf/negative entries in valid rows.
 
     Examples
     --------
@@ -302,7 +310,7 @@ def token_transport_mass(
     Raises
     ------
     ValueError, TypeError
-        On a malformed plan or mask.
+        On a malformed plan or mask, or NaN/Inf/negative entries in valid rows.
 
     Examples
     --------

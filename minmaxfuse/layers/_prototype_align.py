@@ -18,6 +18,7 @@ from minmaxfuse._checks import (
     check_mask,
     check_ndim,
     check_nonempty_bags,
+    check_nonnegative_values,
     check_positive,
     value_checks_enabled,
 )
@@ -104,7 +105,8 @@ def prototype_aggregate(
     Raises
     ------
     ValueError, TypeError
-        On mismatched shapes, a non-bool mask or ``mix`` outside [0, 1].
+        On mismatched shapes, a non-bool mask, NaN/Inf or a negative ``plan`` in valid rows,
+        or ``mix`` outside [0, 1].
 
     Examples
     --------
@@ -131,6 +133,10 @@ def prototype_aggregate(
             f"got {tuple(plan.shape)}."
         )
     m = check_mask(mask, tuple(x.shape[:2]), "mask", x)
+    check_finite(x, "x", m)
+    check_finite(logits, "logits", m)
+    check_finite(plan, "plan", m)
+    check_nonnegative_values(plan, "plan", m)
     beta = check_in_range(mix, "mix", 0.0, 1.0)
     return _aggregate(x, logits, plan, m, beta, normalize)
 

@@ -12,6 +12,7 @@ from minmaxfuse._checks import (
     check_mask,
     check_ndim,
     check_nonnegative,
+    check_nonnegative_values,
     check_reduction,
     reduce_loss,
 )
@@ -61,7 +62,8 @@ def soft_assignment_loss(
     Raises
     ------
     ValueError, TypeError
-        On shape mismatch, non-bool mask, NaN/Inf in valid entries or a negative ``min_mass``.
+        On shape mismatch, non-bool mask, NaN/Inf or negative ``target`` in valid entries, or a
+        negative ``min_mass``.
 
     Examples
     --------
@@ -82,6 +84,7 @@ def soft_assignment_loss(
     m = check_mask(mask, tuple(logits.shape[:2]), "mask", logits)
     check_finite(logits, "logits", m)
     check_finite(target, "target", m)
+    check_nonnegative_values(target, "target", m)
     delta = check_nonnegative(min_mass, "min_mass")
     reduction = check_reduction(reduction)
 

@@ -78,7 +78,7 @@ def test_sample_bags_list_and_padded():
     y, ymask = sample_bags(padded, 4, mask=pmask, generator=torch.Generator().manual_seed(1))
     torch.testing.assert_close(x, y)
     assert torch.equal(mask, ymask)
-    with pytest.raises(ValueError, match="`mask` must be a bool tensor of shape"):
+    with pytest.raises(TypeError, match="`mask` must be a bool tensor"):
         sample_bags(padded, 4, mask=pmask.float())
     with pytest.raises(ValueError, match=r"`size` must be >= 1"):
         sample_bag(torch.randn(3, 2), 0)

@@ -123,3 +123,16 @@ def test_mask_errors():
         token_transport_mass(torch.ones(1, 2, 3), mask=torch.ones(1, 2))
     with pytest.raises(ValueError, match=r"`mask` must have shape \(1, 2\)"):
         prototype_usage_entropy(torch.ones(1, 2, 3), mask=torch.ones(2, 2, dtype=torch.bool))
+
+
+def test_value_errors_negative_plan_and_mask_name():
+    bad = torch.ones(1, 2, 3)
+    bad[0, 0, 0] = -1.0
+    for fn in (prototype_usage_entropy, token_transport_mass):
+        with pytest.raises(ValueError, match="`plan` must be nonnegative; got a minimum of -1"):
+            fn(bad)
+    # a negative entry on a padded row is ignored
+    fn_mask = torch.tensor([[False, True]])
+    assert torch.isfinite(prototype_usage_entropy(bad, mask=fn_mask)).all()
+    with pytest.raises(TypeError, match="^`mask` must be a bool tensor"):
+        effective_rank(torch.ones(4, 3), mask=torch.ones(4))

@@ -322,3 +322,19 @@ def test_balanced_columns_with_infinite_reg_m():
     )
     cols = out.plans[0].sum(1) + out.plans[1].sum(1)  # (B, K), in units of tokens
     torch.testing.assert_close(cols, torch.full_like(cols, 9 / 3), rtol=1e-5, atol=1e-5)
+
+
+def test_aggregate_value_errors():
+    x, logits, plan = torch.randn(1, 3, 2), torch.randn(1, 3, 4), torch.rand(1, 3, 4)
+    mask = torch.tensor([[True, True, False]])
+    bad_x = x.clone()
+    bad_x[0, 0, 0] = math.nan
+    with pytest.raises(ValueError, match="`x` must be finite; got NaN or Inf in valid"):
+        prototype_aggregate(bad_x, logits, plan, mask=mask)
+    bad_plan = plan.clone()
+    bad_plan[0, 1, 2] = -1.0
+    with pytest.raises(ValueError, match="`plan` must be nonnegative"):
+        prototype_aggregate(x, logits, bad_plan, mask=mask)
+    bad_x[0, 0, 0] = 0.0
+    bad_x[0, 2, 0] = math.nan  # padded row: ignored
+    assert torch.isfinite(prototype_aggregate(bad_x, logits, plan, mask=mask)).all()

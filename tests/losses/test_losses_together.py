@@ -126,3 +126,12 @@ def test_gradcheck_logits_and_target():
 def test_errors(args, kwargs, exc, match):
     with pytest.raises(exc, match=match):
         soft_assignment_loss(*args, **kwargs)
+
+
+def test_negative_target_raises_only_on_valid_rows():
+    target = torch.rand(1, 2, 3)
+    target[0, 1, 0] = -0.5
+    with pytest.raises(ValueError, match="`target` must be nonnegative; got a minimum of -0.5"):
+        soft_assignment_loss(torch.randn(1, 2, 3), target)
+    mask = torch.tensor([[True, False]])
+    assert soft_assignment_loss(torch.randn(1, 2, 3), target, mask=mask) >= 0
