@@ -187,7 +187,10 @@ def _stub(entry: Entry) -> str:
         names = ", ".join(f"``{a}``" for a in entry.aliases)
         lines.append(f"Also exported as {names}.\n")
     lines += [
-        f".. minigallery:: {entry.canonical}",
+        # sphinx-gallery records an object under the shortest import path it finds (often the
+        # top-level one), so list every name the object goes by.
+        ".. minigallery:: "
+        + " ".join(dict.fromkeys([entry.canonical, *entry.aliases, f"{PACKAGE}.{entry.name}"])),
         f"   :add-heading: Gallery examples using ``{entry.name}``",
         "   :heading-level: -",
         "",
