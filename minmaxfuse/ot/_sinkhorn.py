@@ -61,15 +61,43 @@ def _kl(x: Tensor, y: Tensor) -> Tensor:
     return term.sum(-1)
 
 
-def _objective(P, L, C, a, b, eps, rho1, rho2, K):
-    """Full UOT objective per problem; ``L = log(P / (a b^T))`` (0 where ``a_i b_j = 0``)."""
-    lin = (P * C).sum((-2, -1))
-    ent = (P * L).sum((-2, -1)) - P.sum((-2, -1)) + a.sum(-1) * b.sum(-1)
-    value = lin + eps * ent
+def _objective(P, f, g, a, b, eps, rho1, rho2, K):
+    """Full UOT objective per problem from the plan and its potentials.
+
+    With ``P = a b^T exp((f + g - C) / eps)``, ``<P, C> + eps sum P log(P / ab^T)`` equals
+    ``<f, r> + <g, c>``, so the value needs no pass over ``C``.
+    """
+    r = P.sum(-1)
+    c = P.sum(-2)
+    value = (f * r).sum(-1) + (g * c).sum(-1) + eps * (a.sum(-1) * b.sum(-1) - r.sum(-1))
     if not math.isinf(rho1):
-        value = value + rho1 * _kl(P.sum(-1), a)
+        value = value + rho1 * _kl(r, a)
     if not math.isinf(rho2):
-        value = value + rho2 * _kl(P[..., :K].sum(-2), b[..., :K])
+        value = value + rho2 * _kl(c[..., :K], b[..., :K])
+    return value
+
+
+def _envelope_value(P, f, g, C, a, b, eps, rho1, rho2, K, t2):
+    """Value with the plan held constant: exact partials in ``C``, ``a`` and ``b``.
+
+    ``d/dC = P``; ``d/da_i = eps (sum b - r_i / a_i) + rho1 (1 - r_i / a_i)`` (``+ f_i``, the
+    multiplier, for hard rows) and symmetrically for ``b`` (``+ g_j`` on hard columns).
+    """
+    value = _objective(P, f, g, a.detach(), b.detach(), eps, rho1, rho2, K)
+    value = value + (P * (C - C.detach())).sum((-2, -1))
+    r, c = P.sum(-1), P.sum(-2)
+    ad, bd = a.detach(), b.detach()
+    one = torch.ones((), dtype=P.dtype, device=P.device)
+    ra = r / torch.where(ad > 0, ad, one)
+    cb = c / torch.where(bd > 0, bd, one)
+    da = eps * (bd.sum(-1, keepdim=True) - ra)
+    da = da + (f if math.isinf(rho1) else rho1 * (1.0 - ra))
+    db = eps * (ad.sum(-1, keepdim=True) - cb)
+    hard = t2 == 1
+    soft = rho2 * (1.0 - cb) if not math.isinf(rho2) else torch.zeros_like(cb)
+    db = db + torch.where(hard, g, soft)
+    value = value + (torch.where(ad > 0, da, 0.0) * (a - ad)).sum(-1)
+    value = value + (torch.where(bd > 0, db, 0.0) * (b - bd)).sum(-1)
     return value
 
 
@@ -230,7 +258,8 @@ def sinkhorn_uot(
             check_shape(t, shape, name, letters)
     check_same_device([("cost", cost), ("a", a), ("b", b)])
     check_nonempty_bags(mask, "mask")
-    check_finite(cost, "cost", mask.unsqueeze(-1).expand(B, N, K))
+    if value_checks_enabled() and not bool(torch.isfinite(cost).all()):
+        check_finite(cost, "cost", mask.unsqueeze(-1).expand(B, N, K))
     for name, t in (("a", a), ("b", b)):
         if t is not None and value_checks_enabled():
             check_finite(t, name)
@@ -274,37 +303,22 @@ def sinkhorn_uot(
             f, g, n_iter, conv = _solver.unrolled(
                 C, aw, bw, eps, t1, t2, max_iter, tol, check_every
             )
-            L = _log_ratio(f, g, C, aw, bw, eps)
-            P = torch.exp(L) * (aw.unsqueeze(-1) * bw.unsqueeze(-2))
+            P = torch.exp(_log_ratio(f, g, C, aw, bw, eps)) * (aw.unsqueeze(-1) * bw.unsqueeze(-2))
         elif grad == "implicit":
             P, f, g, n_iter, conv = ImplicitUOT.apply(
                 C, aw, bw, eps, t1, t2, max_iter, tol, check_every
             )
-            L = _log_ratio(f, g, C, aw, bw, eps)
         else:
             P, f, g, n_iter, conv = _solver.solve(
                 C.detach(), aw.detach(), bw.detach(), eps, t1, t2, max_iter, tol, check_every
             )
-            L = _log_ratio(f, g, C.detach(), aw.detach(), bw.detach(), eps)
 
         if grad == "envelope":
-            # plan-constant value: only the explicit dependence on (cost, a, b) is live, plus the
-            # multipliers of hard marginals (f for hard rows, g for hard columns).
-            la_live, lb_live = _solver.masked_log(aw), _solver.masked_log(bw)
-            pos = (aw.unsqueeze(-1) > 0) & (bw.unsqueeze(-2) > 0)
-            shift = (la_live - la_live.detach()).unsqueeze(-1) + (
-                lb_live - lb_live.detach()
-            ).unsqueeze(-2)
-            L = torch.where(pos, L - torch.where(pos, shift, 0.0), 0.0)
-            value = _objective(P, L, C, aw, bw, eps, rho1, rho2, K)
-            if math.isinf(rho1):
-                value = value + (f * (aw - aw.detach())).sum(-1)
-            hard = t2 == 1
-            value = value + (torch.where(hard, g, 0.0) * (bw - bw.detach())).sum(-1)
+            value = _envelope_value(P, f, g, C, aw, bw, eps, rho1, rho2, K, t2)
         elif grad == "detach":
-            value = _objective(P, L, C.detach(), aw.detach(), bw.detach(), eps, rho1, rho2, K)
+            value = _objective(P, f, g, aw.detach(), bw.detach(), eps, rho1, rho2, K)
         else:
-            value = _objective(P, L, C, aw, bw, eps, rho1, rho2, K)
+            value = _objective(P, f, g, aw, bw, eps, rho1, rho2, K)
 
         if math.isinf(rho1) and math.isinf(rho2):
             # balanced: potentials are defined up to (f + s, g - s); return the gauge
