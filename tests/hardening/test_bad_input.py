@@ -985,6 +985,30 @@ CASES: list[Case] = [
         "mask",
     ),
     Case(
+        "alignment",
+        "no rows",
+        lambda: diagnostics.alignment(rnd(0, 3), rnd(0, 3)),
+        ValueError,
+        "x",
+        xfail="finding 10: NaN for empty input",
+    ),
+    Case(
+        "effective_rank",
+        "all rows masked",
+        lambda: diagnostics.effective_rank(rnd(4, 3), mask=torch.zeros(4, dtype=torch.bool)),
+        ValueError,
+        "x",
+        xfail="finding 10: rank 1 for no rows",
+    ),
+    Case(
+        "modality_gap",
+        "no rows",
+        lambda: diagnostics.modality_gap(rnd(0, 3), rnd(2, 3)),
+        ValueError,
+        "x",
+        xfail="finding 10: NaN for empty input",
+    ),
+    Case(
         "modality_gap", "D", lambda: diagnostics.modality_gap(rnd(4, 3), rnd(4, 2)), ValueError, "y"
     ),
     Case("uniformity", "t", lambda: diagnostics.uniformity(rnd(4, 3), t=-1.0), ValueError, "t"),
