@@ -141,7 +141,9 @@ class TTASurvival(nn.Module):
         rho = mass_ramp(progress / self.ramp_epochs) if progress is not None else self.rho_eval
         if not self.together:
             rho = 1.0  # the plan is not used (mix = 0, no Together loss): cheapest full-mass solve
-        al = self.align(tokens, masks, rho=rho)
+        # the OT (and the whole alignment layer) runs in float32 even under bf16 autocast
+        with torch.autocast(tokens[0].device.type, enabled=False):
+            al = self.align([t.float() for t in tokens], masks, rho=rho)
         proto = list(al.prototype_tokens)
         present = al.present  # (B, A): modalities with at least one valid token
         out: dict = {"align": al, "masks": masks, "present": present}

@@ -12,7 +12,19 @@ import torch
 from examples.tta.cli import main
 from examples.tta.report import explain_patient
 
-TINY = ["--synthetic-patients", "60", "--folds", "2", "--quiet", "--dim", "16", "--prototypes", "4"]
+TINY = [
+    "--synthetic-patients",
+    "60",
+    "--folds",
+    "2",
+    "--quiet",
+    "--dim",
+    "16",
+    "--prototypes",
+    "4",
+    "--bag-size",
+    "32",
+]
 
 
 def _results(out):
@@ -262,3 +274,12 @@ def test_real_blca_rna_cnv_two_steps(tcga, tmp_path):
     )
     hist = json.loads((out / "tta" / "fold_0" / "result.json").read_text())["history"]
     assert len(hist) == 1 and np.isfinite(hist[0]["train_loss"])
+
+
+@pytest.mark.gpu
+def test_cuda_bf16_run(tmp_path):
+    out = tmp_path / "cuda"
+    assert main([*TINY, "--epochs", "1", "--device", "cuda", "--out", str(out)]) == 0
+    res = _results(out)
+    assert res["config"]["device_used"].startswith("cuda")
+    assert all(np.isfinite(f["c_index"]) for f in res["folds"])
