@@ -191,13 +191,18 @@ def explain_patient(out_dir: Path, method: str, case_id: str, top: int = 5) -> s
         for mod, info in rec.items():
             mass = np.asarray(info["token_mass"], float)
             topk = np.asarray(info["token_top_prototype"], int)
+            share = np.asarray(info.get("token_top_share", np.ones_like(mass)), float)
             pmass = np.asarray(info["prototype_mass"], float)
             names = info.get("token_names") or [f"patch {i}" for i in range(len(mass))]
-            lines.append(f"  [{mod}] {len(mass)} tokens, mass sent to prototypes {mass.sum():.2f}")
+            lines.append(
+                f"  [{mod}] {len(mass)} tokens, mass sent to prototypes {mass.sum():.2f} "
+                "(token: mass x share of it on this prototype)"
+            )
             for k in np.argsort(-pmass)[:top]:
                 idx = np.flatnonzero(topk == k)
-                idx = idx[np.argsort(-mass[idx])][:top]
-                toks = ", ".join(f"{names[i]} ({mass[i]:.2f})" for i in idx) or "-"
-                lines.append(f"    prototype {k:>2} (mass {pmass[k]:.2f}): {toks}")
+                w = mass[idx] * share[idx]
+                idx = idx[np.argsort(-w)][:top]
+                toks = ", ".join(f"{names[i]} ({mass[i]:.2f} x {share[i]:.2f})" for i in idx)
+                lines.append(f"    prototype {k:>2} (mass {pmass[k]:.2f}): {toks or '-'}")
         return "\n".join(lines)
     return f"{case_id}: not a test patient of {method} (no explain.json lists it)"
