@@ -95,6 +95,7 @@ def convert(markdown: str, *, top: int = 2) -> str:
     """Convert a README to reST; ``#`` (the title) is dropped, ``##`` becomes level ``top``."""
     lines = re.sub(r"<!--.*?-->", "", markdown, flags=re.S).splitlines()
     out: list[str] = []
+    list_indent: int | None = None  # indent of the last list item while inside a list
     i = 0
     while i < len(lines):
         line = lines[i]
@@ -134,14 +135,11 @@ def convert(markdown: str, *, top: int = 2) -> str:
         if item:
             indent, bullet, rest = item.groups()
             bullet = "-" if bullet in "-*+" else "#."
-            if (
-                out
-                and out[-1].strip()
-                and not re.match(r"^\s*(-|#\.) ", out[-1])
-                and not out[-1].startswith("  ")
-            ):
+            # reST needs a blank line before a list and around every change of nesting level.
+            if out and out[-1].strip() and list_indent != len(indent):
                 out.append("")
             out.append(f"{indent}{bullet} {inline(rest)}")
+            list_indent = len(indent)
             i += 1
             pad = " " * (len(indent) + len(bullet) + 1)
             while (
@@ -153,6 +151,9 @@ def convert(markdown: str, *, top: int = 2) -> str:
                 out.append(pad + inline(lines[i].strip()))
                 i += 1
             continue
+        if list_indent is not None and stripped and not line.startswith(" "):
+            out.append("")  # a paragraph right after a list
+        list_indent = None if not stripped or not line.startswith(" ") else list_indent
         out.append(inline(line) if stripped else "")
         i += 1
     text = "\n".join(out)

@@ -116,6 +116,8 @@ def test_markdown_conversion_example():
         "# Title\n\nText with `code`s, **bold**, a [link](https://example.org) and snake_case_.\n\n"
         "## Section\n\n| n | time (s) | ratio |\n|---|---|---|\n| 1e3 | 0.1 | 2.5x |\n"
         "| 1e4 | | 3x |\n\n- item one\n  continued\n- item two\n\n```bash\npython x.py\n```\n"
+        "\n* parent:\n  * child one\n    continued\n  * child two\n* next parent\nA paragraph.\n"
+        "\n1. first\n   - nested under a number\n2. second\n"
     )
     rst = markdown.convert(md)
     assert "Title" not in rst  # the page has its own title
