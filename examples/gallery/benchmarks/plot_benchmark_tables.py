@@ -46,10 +46,12 @@ def tables(path):
     if not path.exists():
         return
     lines = path.read_text(encoding="utf-8").splitlines()
-    section, i = path.name, 0
+    section, caption, i = path.name, "", 0
     while i < len(lines):
         if lines[i].startswith("#"):
-            section = lines[i].lstrip("#").strip()
+            section, caption = lines[i].lstrip("#").strip(), ""
+        elif lines[i].startswith("**") and "**" in lines[i][2:]:  # e.g. "**A. TTA-like weights**"
+            caption = lines[i][2 : lines[i].index("**", 2)].strip()
         is_table = (
             lines[i].strip().startswith("|")
             and i + 1 < len(lines)
@@ -63,7 +65,7 @@ def tables(path):
             while i < len(lines) and lines[i].strip().startswith("|"):
                 rows.append(cells(lines[i]))
                 i += 1
-            yield section, header, rows
+            yield (f"{section}: {caption}" if caption else section), header, rows
             continue
         i += 1
 
