@@ -55,7 +55,7 @@ def effective_rank(x: Tensor, *, mask: Tensor | None = None, center: bool = True
     Raises
     ------
     ValueError, TypeError
-        On a non-float or non-2-D ``x``, or a malformed mask.
+        On a non-float or non-2-D ``x``, a malformed mask, or no valid row.
 
     References
     ----------
@@ -73,9 +73,11 @@ def effective_rank(x: Tensor, *, mask: Tensor | None = None, center: bool = True
     """
     x, m = _check_points(x, "x", mask)
     x = x[m]
-    if center and x.shape[0] > 0:
+    if x.shape[0] == 0:
+        raise ValueError("`x` must have at least 1 valid row; got 0.")
+    if center:
         x = x - x.mean(dim=0, keepdim=True)
-    s = torch.linalg.svdvals(x) if x.numel() else x.new_zeros(1)
+    s = torch.linalg.svdvals(x) if x.numel() else x.new_zeros(1)  # D = 0: rank 1 by convention
     total = s.sum()
     if not bool(total > 0):
         return x.new_ones(())
@@ -108,7 +110,7 @@ def alignment(x: Tensor, y: Tensor, *, alpha: float = 2.0, normalize: bool = Tru
     Raises
     ------
     ValueError, TypeError
-        On shape mismatch or a non-positive ``alpha``.
+        On shape mismatch, no rows, or a non-positive ``alpha``.
 
     References
     ----------
@@ -127,6 +129,8 @@ def alignment(x: Tensor, y: Tensor, *, alpha: float = 2.0, normalize: bool = Tru
     y, _ = _check_points(y, "y", None)
     if x.shape != y.shape:
         raise ValueError(f"`y` must have the shape of `x` {tuple(x.shape)}; got {tuple(y.shape)}.")
+    if x.shape[0] == 0:
+        raise ValueError("`x` must have at least 1 valid row; got 0.")
     alpha = check_positive(alpha, "alpha")
     if normalize:
         x, y = _normalize(x), _normalize(y)
@@ -204,7 +208,7 @@ def modality_gap(x: Tensor, y: Tensor, *, normalize: bool = True) -> Tensor:
     Raises
     ------
     ValueError
-        If the feature sizes differ.
+        If the feature sizes differ or a set has no rows.
 
     References
     ----------
@@ -222,6 +226,9 @@ def modality_gap(x: Tensor, y: Tensor, *, normalize: bool = True) -> Tensor:
     y, _ = _check_points(y, "y", None)
     if x.shape[-1] != y.shape[-1]:
         raise ValueError(f"`y` must have D = {x.shape[-1]} features like `x`; got {y.shape[-1]}.")
+    for name, t in (("x", x), ("y", y)):
+        if t.shape[0] == 0:
+            raise ValueError(f"`{name}` must have at least 1 valid row; got 0.")
     if normalize:
         x, y = _normalize(x), _normalize(y)
     return (x.mean(dim=0) - y.mean(dim=0)).norm()
@@ -275,7 +282,8 @@ def prototype_usage_entropy(
     [1.0, 1.0]
     """
     plan, m = _check_plan(plan, mask)
-    usage = (plan * m.unsqueeze(-1)).sum(dim=1)  # (B, K)
+    plan = torch.where(m.unsqueeze(-1), plan, 0.0)  # padded rows may hold anything
+    usage = plan.sum(dim=1)  # (B, K)
     tot = usage.sum(dim=-1, keepdim=True)
     p = usage / tot.clamp_min(torch.finfo(plan.dtype).tiny)
     h = -(torch.special.xlogy(p, p)).sum(dim=-1)  # (B,)
@@ -320,7 +328,7 @@ def token_transport_mass(
     [[1.0, 1.0]]
     """
     plan, m = _check_plan(plan, mask)
-    mass = plan.sum(dim=-1) * m  # (B, N)
+    mass = torch.where(m, plan.sum(dim=-1), 0.0)  # (B, N); padded rows may hold anything
     if relative:
         mass = mass * m.sum(dim=-1, keepdim=True).to(plan.dtype)
     return mass

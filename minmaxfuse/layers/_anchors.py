@@ -194,9 +194,9 @@ class ModalityAnchors(nn.Module):
             name = f"prototype_tokens[{m}]"
             check_float(t, name)
             check_ndim(t, 3, name, "B, K, D")
-            if t.shape[-1] != self.dim or (b is not None and t.shape[0] != b):
+            if t.shape[-1] != self.dim or t.shape[1] == 0 or (b is not None and t.shape[0] != b):
                 raise ValueError(
-                    f"`{name}` must have shape (B, K, D) with D = {self.dim}"
+                    f"`{name}` must have shape (B, K, D) with K >= 1, D = {self.dim}"
                     + (f" and B = {b}" if b is not None else "")
                     + f"; got {tuple(t.shape)}."
                 )

@@ -251,6 +251,10 @@ class PrototypeUOTAlign(nn.Module):
       sits at :math:`\log K` in the authors' logs, are not implemented);
     * ``mass`` defaults to 1.0: TTA evaluates with :math:`\rho \approx 0.106` because no step is
       passed at inference (§9.8); pass ``rho=mass_ramp(0.0)`` to reproduce that.
+    * precision: the projections follow autocast; the cosine logits, the cost, the plan, the
+      aggregation and the loss are computed in at least float32 with autocast off (TTA solves in
+      float64; the solver works in at least float32). ``prototype_tokens`` come back in the
+      dtype of ``tokens``, ``logits``/``plans``/``loss`` in that working precision.
     * Use :func:`~minmaxfuse.losses.mass_ramp` (or :class:`~minmaxfuse.losses.SigmoidRamp`
       in a :class:`~minmaxfuse.losses.MinMaxObjective` curriculum) for TTA's ρ schedule.
 
@@ -451,12 +455,22 @@ class PrototypeUOTAlign(nn.Module):
         r = self.mass if rho is None else check_in_range(rho, "rho", 0.0, 1.0, low_open=True)
         present = torch.stack([mk.any(dim=-1) for mk in mks], dim=1)  # (B, A)
         xs = [x.masked_fill(~mk.unsqueeze(-1), 0.0) for x, mk in zip(tokens, mks)]
-        protos = self.prototypes.to(xs[0].dtype)
-        p_hat = protos / protos.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(protos.dtype).eps)
+        in_dtype = xs[0].dtype
+        # projections may run under autocast; everything after them (cosine logits, the OT
+        # cost, aggregation and the loss) runs in at least float32 with autocast off
+        hs = [self.projections[m](x) for m, x in enumerate(xs)]  # A x (B, N, D)
+        work = torch.promote_types(in_dtype, torch.float32)
+        with torch.autocast(device_type=xs[0].device.type, enabled=False):
+            return self._forward_body(xs, hs, mks, present, r, work, in_dtype)
+
+    def _forward_body(self, xs, hs, mks, present, r, work, in_dtype) -> AlignOutput:
+        xs = [x.to(work) for x in xs]
+        protos = self.prototypes.to(work)
+        p_hat = protos / protos.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(work).eps)
         logits = []
-        for m, x in enumerate(xs):
-            h = self.projections[m](x)  # (B, N, D)
-            h = h / h.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(h.dtype).eps)
+        for m, h in enumerate(hs):
+            h = h.to(work)
+            h = h / h.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(work).eps)
             lg = torch.einsum("bnd,kd->bnk", h, p_hat) / self.temperature  # (B, N, K)
             logits.append(lg.masked_fill(~mks[m].unsqueeze(-1), 0.0))
         costs = [-torch.log_softmax(lg, dim=-1) for lg in logits]
@@ -482,6 +496,7 @@ class PrototypeUOTAlign(nn.Module):
         ]
         if self.allow_missing:
             proto_tokens = self._fill_missing(proto_tokens, present)
+        proto_tokens = [t.to(in_dtype) for t in proto_tokens]
         losses = torch.stack(
             [
                 soft_assignment_loss(lg, q, mask=mk, reduction="none")

@@ -60,7 +60,8 @@ def distinct_contrastive_loss(
     graph-connected zero.
 
     Deviation from the authors' code: TTA adds ``1e-6`` to the denominator; here the
-    log-softmax is exact (``logsumexp``).
+    log-softmax is exact (``logsumexp``). The loss is computed in at least float32 with
+    autocast off (half-precision inputs are upcast; the result is float32).
 
     Parameters
     ----------
@@ -128,6 +129,15 @@ def distinct_contrastive_loss(
         raise TypeError(f"`symmetric` must be a bool; got {type(symmetric).__name__}.")
     reduction = check_reduction(reduction)
 
+    work = torch.promote_types(pooled.dtype, torch.float32)
+    with torch.autocast(device_type=pooled.device.type, enabled=False):
+        # missing modalities are zeroed first, so NaN/Inf there gets an exact zero gradient
+        pooled = torch.where(m.unsqueeze(-1), pooled.to(work), 0.0)
+        return _contrastive(pooled, anchors.to(work), m, tau, negatives, symmetric, reduction)
+
+
+def _contrastive(pooled, anchors, m, tau, negatives, symmetric, reduction):
+    b, a, _ = pooled.shape
     z = _normalize(pooled)  # (B, A, D)
     an = _normalize(anchors)  # (A, D)
     eye = torch.eye(a, dtype=torch.bool, device=pooled.device)

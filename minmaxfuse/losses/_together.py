@@ -38,7 +38,8 @@ def soft_assignment_loss(
               -\sum_k \tilde q_{ik} \log \mathrm{softmax}_k(\ell_{ik}).
 
     Gradients reach ``logits``; they reach ``target`` too unless it is detached (use a
-    detached plan for TTA's pseudo-label training).
+    detached plan for TTA's pseudo-label training). Computed in at least float32 with autocast
+    off (half-precision inputs are upcast).
 
     Parameters
     ----------
@@ -88,8 +89,16 @@ def soft_assignment_loss(
     delta = check_nonnegative(min_mass, "min_mass")
     reduction = check_reduction(reduction)
 
-    logp = torch.log_softmax(logits.masked_fill(~m.unsqueeze(-1), 0.0), dim=-1)  # (B, N, K)
-    target = target.masked_fill(~m.unsqueeze(-1), 0.0)  # padding may hold anything
+    work = torch.promote_types(torch.promote_types(logits.dtype, target.dtype), torch.float32)
+    with torch.autocast(device_type=logits.device.type, enabled=False):
+        return _soft_ce(logits.to(work), target.to(work), m, delta, reduction)
+
+
+def _soft_ce(logits: Tensor, target: Tensor, m: Tensor, delta: float, reduction: Reduction):
+    valid = m.unsqueeze(-1)  # (B, N, 1)
+    # padding may hold anything (NaN included): select, never multiply, so gradients stay 0
+    logp = torch.log_softmax(torch.where(valid, logits, 0.0), dim=-1)  # (B, N, K)
+    target = torch.where(valid, target, 0.0)
     mass = target.sum(dim=-1, keepdim=True)  # (B, N, 1)
     keep = m.unsqueeze(-1) & (mass >= delta) & (mass > 0)  # (B, N, 1)
     q = torch.where(keep, target / mass.clamp_min(torch.finfo(target.dtype).tiny), 0.0)

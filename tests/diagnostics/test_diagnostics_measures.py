@@ -136,3 +136,19 @@ def test_value_errors_negative_plan_and_mask_name():
     assert torch.isfinite(prototype_usage_entropy(bad, mask=fn_mask)).all()
     with pytest.raises(TypeError, match="^`mask` must be a bool tensor"):
         effective_rank(torch.ones(4, 3), mask=torch.ones(4))
+
+
+def test_no_rows_and_padded_nan():
+    with pytest.raises(ValueError, match="`x` must have at least 1 valid row; got 0"):
+        effective_rank(torch.ones(3, 2), mask=torch.zeros(3, dtype=torch.bool))
+    with pytest.raises(ValueError, match="`x` must have at least 1 valid row; got 0"):
+        alignment(torch.ones(0, 2), torch.ones(0, 2))
+    with pytest.raises(ValueError, match="`y` must have at least 1 valid row; got 0"):
+        modality_gap(torch.ones(2, 2), torch.ones(0, 2))
+    plan = torch.rand(1, 3, 4)
+    mask = torch.tensor([[True, True, False]])
+    ref_h, ref_m = prototype_usage_entropy(plan, mask=mask), token_transport_mass(plan, mask=mask)
+    plan[0, 2] = math.nan
+    torch.testing.assert_close(prototype_usage_entropy(plan, mask=mask), ref_h)
+    torch.testing.assert_close(token_transport_mass(plan, mask=mask), ref_m)
+    assert token_transport_mass(plan, mask=mask)[0, 2] == 0

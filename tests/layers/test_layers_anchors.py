@@ -107,6 +107,7 @@ T = [torch.randn(2, 4, 8), torch.randn(2, 3, 8)]
             r"`prototype_tokens\[1\]` must have shape \(B, K, D\)",
         ),
         ([T[0], torch.randn(2, 3, 7)], ValueError, r"D = 8 and B = 2; got \(2, 3, 7\)"),
+        ([T[0], torch.randn(2, 0, 8)], ValueError, r"K >= 1, D = 8 and B = 2; got \(2, 0, 8\)"),
         ([T[0], torch.randn(3, 3, 8)], ValueError, r"B = 2; got \(3, 3, 8\)"),
         ([T[0], torch.full((2, 3, 8), math.nan)], ValueError, "must be finite"),
         ([T[0], T[1].long()], TypeError, "floating-point"),

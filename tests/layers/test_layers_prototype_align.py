@@ -338,3 +338,16 @@ def test_aggregate_value_errors():
     bad_x[0, 0, 0] = 0.0
     bad_x[0, 2, 0] = math.nan  # padded row: ignored
     assert torch.isfinite(prototype_aggregate(bad_x, logits, plan, mask=mask)).all()
+
+
+def test_autocast_loss_in_float32_and_close_to_full_precision():
+    torch.manual_seed(0)
+    layer = PrototypeUOTAlign(8, 4)
+    xs = [torch.randn(2, 6, 8), torch.randn(2, 3, 8)]
+    ref = layer(xs, rho=0.5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = layer(xs, rho=0.5)
+    assert out.loss.dtype == torch.float32
+    assert all(t.dtype == torch.float32 for t in out.prototype_tokens)
+    assert all(lg.dtype == torch.float32 for lg in out.logits)
+    torch.testing.assert_close(out.loss, ref.loss, rtol=5e-2, atol=5e-2)

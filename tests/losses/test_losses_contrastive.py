@@ -236,3 +236,27 @@ def test_module_errors():
         DistinctContrastive(dim=2.5)
     with pytest.raises(ValueError, match="`pooled` must have D = 4 features"):
         DistinctContrastive(dim=4)(torch.randn(2, 2, 3), torch.randn(2, 3))
+
+
+@pytest.mark.parametrize("negatives", ["anchors", "batch"])
+def test_nan_in_missing_modality_gets_zero_gradient(negatives):
+    pooled = torch.randn(3, 2, 4)
+    mask = torch.tensor([[True, True], [True, False], [True, True]])
+    pooled[1, 1] = math.nan
+    pooled.requires_grad_(True)
+    loss = distinct_contrastive_loss(
+        pooled, torch.randn(2, 4), mask=mask, negatives=negatives, symmetric=True
+    )
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(pooled.grad).all()
+    assert (pooled.grad[1, 1] == 0).all()
+
+
+def test_autocast_computes_in_float32():
+    pooled, anchors = torch.randn(4, 2, 8), torch.randn(2, 8)
+    ref = distinct_contrastive_loss(pooled, anchors)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = DistinctContrastive(0.1, dim=8)(pooled, anchors)
+        plain = distinct_contrastive_loss(pooled.bfloat16(), anchors.bfloat16())
+    assert loss.dtype == torch.float32 and plain.dtype == torch.float32
+    torch.testing.assert_close(plain, ref, rtol=2e-2, atol=2e-2)

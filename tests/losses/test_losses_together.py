@@ -135,3 +135,13 @@ def test_negative_target_raises_only_on_valid_rows():
         soft_assignment_loss(torch.randn(1, 2, 3), target)
     mask = torch.tensor([[True, False]])
     assert soft_assignment_loss(torch.randn(1, 2, 3), target, mask=mask) >= 0
+
+
+def test_autocast_and_half_inputs_compute_in_float32():
+    logits, target = torch.randn(2, 3, 4), torch.rand(2, 3, 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = soft_assignment_loss(logits.bfloat16(), target.bfloat16())
+    assert loss.dtype == torch.float32
+    torch.testing.assert_close(
+        loss, soft_assignment_loss(logits.bfloat16().float(), target.bfloat16().float())
+    )
