@@ -22,9 +22,10 @@ instance the sum of its own rows of an unreduced loss), the parameters receive
 :math:`\partial / \partial\theta \; \frac{1}{W}\sum_q \ell_q`: DDP always optimises the mean
 over ranks of what each rank back-propagates, and the gather makes that exact across ranks.
 
-Every rank must call the same gathers in the same order (they are collectives); a rank that
-raises (e.g. on invalid input) before a collective leaves the others waiting until the process
-group's timeout.
+Every rank must call the same gathers in the same order (they are collectives), and must
+back-propagate through them too (the backward of :func:`gather_with_grad` is an ``all_reduce``):
+a rank that raises (e.g. on invalid input) or skips ``backward()`` leaves the others waiting until
+the process group's timeout.
 """
 
 from __future__ import annotations
