@@ -238,7 +238,9 @@ class PrototypeUOTAlign(nn.Module):
     prototype (use ``aggregation="mean"`` if the bag sizes differ a lot, as sums scale with
     them). With ``missing="learned"`` they are a learned per-modality default
     (a parameter ``(A, K, D)``). The Together term of a missing modality is 0 for that patient
-    (``losses[n, m] = 0``); its plan and logits rows are all zero / masked.
+    (``losses[n, m] = 0``); its plan and logits rows are all zero / masked. Pass ``present`` as
+    ``mask=`` to :class:`~minmaxfuse.losses.DistinctContrastive` so that the Apart term skips
+    it too.
 
     **Deviations from the authors' code** (``tta_method.md`` §2, §9):
 
