@@ -377,19 +377,7 @@ def test_together_apart_under_autocast_are_finite(half):
 
 
 @pytest.mark.usefixtures("no_value_checks")
-@pytest.mark.parametrize(
-    "which",
-    [
-        pytest.param(
-            "contrastive",
-            marks=pytest.mark.xfail(strict=True, reason="hardening finding 8: half maths"),
-        ),
-        pytest.param(
-            "soft_assignment",
-            marks=pytest.mark.xfail(strict=True, reason="hardening finding 8: half log_softmax"),
-        ),
-    ],
-)
+@pytest.mark.parametrize("which", ["contrastive", "soft_assignment"])
 def test_alignment_losses_under_autocast_compute_in_float32(which):
     torch.manual_seed(0)
     lin = torch.nn.Linear(4, 4)
@@ -408,7 +396,6 @@ def test_alignment_losses_under_autocast_compute_in_float32(which):
     torch.testing.assert_close(out, ref, rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.xfail(strict=True, reason="hardening finding 7: cost and loss in half precision")
 def test_prototype_align_loss_is_float32_under_autocast():
     torch.manual_seed(0)
     layer = layers.PrototypeUOTAlign(4, num_prototypes=3)
