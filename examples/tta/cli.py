@@ -114,13 +114,20 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--nll-alpha", type=float, default=0.5)
 
     t = p.add_argument_group("training")
-    t.add_argument("--epochs", type=int, default=None, help="default 6 synthetic, 30 real (TTA)")
+    t.add_argument("--epochs", type=int, default=None, help="default 5 synthetic, 30 real (TTA)")
     t.add_argument("--batch-size", type=int, default=32)
     t.add_argument("--lr", type=float, default=None, help="default 1e-4 (2e-3 synthetic)")
     t.add_argument("--weight-decay", type=float, default=1e-5)
-    t.add_argument("--warmup-epochs", type=float, default=None, help="default 10%% of epochs")
+    t.add_argument(
+        "--warmup-epochs",
+        type=float,
+        default=None,
+        help="default half the epochs (TTA), 10%% synthetic",
+    )
     t.add_argument("--grad-clip", type=float, default=5.0)
-    t.add_argument("--bag-size", type=int, default=4096, help="patches per training bag")
+    t.add_argument(
+        "--bag-size", type=int, default=None, help="patches per training bag (4096; 64 synthetic)"
+    )
     t.add_argument(
         "--select",
         default="val_cindex",
@@ -166,12 +173,15 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
         args.prototypes = 16 if synthetic else 32
     if args.ramp_epochs is None:
         args.ramp_epochs = 2.0 if synthetic else 10.0
+    if args.bag_size is None:
+        args.bag_size = 64 if synthetic else 4096
     if args.epochs is None:
-        args.epochs = 6 if synthetic else 30
+        args.epochs = 5 if synthetic else 30
     if args.lr is None:
         args.lr = 2e-3 if synthetic else 1e-4
     if args.warmup_epochs is None:
-        args.warmup_epochs = max(0.0, 0.1 * args.epochs)
+        # TTA: 15 warm-up epochs of 30; the short synthetic run warms up for 10 %
+        args.warmup_epochs = (0.1 if synthetic else 0.5) * args.epochs
     args.explain_out = True  # per-patient transport masses are always saved for the TTA model
     if args.drop_modality and args.drop_modality not in mods:
         raise SystemExit(f"--drop-modality {args.drop_modality!r} is not among {mods}")

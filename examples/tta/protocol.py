@@ -529,13 +529,18 @@ def run_method_fold(
         )
         sub = _restrict(data, mods)
         # last-epoch test score, reported alongside (not used for anything)
-        model.load_state_dict(info["last_state"])
-        risk_last, _, _ = predict(model, sub, test, crit, cfg, device)
-        model.load_state_dict(state)
+        if info["selected_epoch"] == cfg.epochs - 1:
+            risk_last = None  # the selected checkpoint is the last epoch
+        else:
+            model.load_state_dict(info["last_state"])
+            risk_last, _, _ = predict(model, sub, test, crit, cfg, device)
+            model.load_state_dict(state)
         risk_test, logit_test, extras = predict(
             model, sub, test, crit, cfg, device, keep_extras=args.explain_out
         )
         risk_train, logit_train, _ = predict(model, sub, trn, crit, cfg, device)
+        if risk_last is None:
+            risk_last = risk_test
         rec.update(
             {
                 "selected_epoch": info["selected_epoch"],

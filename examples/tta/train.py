@@ -51,7 +51,8 @@ class TrainConfig:
     grad_clip: float = 5.0
     bag_size: int = 4096
     eval_chunk: int = 16384
-    eval_batch: int = 16
+    eval_batch: int = 64  # patients per evaluation batch (all patches of each) ...
+    eval_patches: int = 131072  # ... and at most this many padded patches per batch
     loss: str = "cox"
     nll_alpha: float = 0.5
     select: str = "val_cindex"  # or "val_loss" / "last"
@@ -152,11 +153,10 @@ def predict(
     """Risk (P,) and logits (P, T) of ``rows`` using all patches; optional per-patient extras."""
     model.eval()
     risks, logits_all, extras = [], [], []
-    bs = cfg.eval_batch if any(m.kind == "bag" for m in data.modalities) else 256
-    for s in range(0, len(rows), bs):
-        r = rows[s : s + bs]
+    for s, e in _eval_chunks(data, rows, cfg):
+        r = rows[s:e]
         inputs = data.batch(r, device)
-        pres = None if present is None else present[s : s + bs].to(device)
+        pres = None if present is None else present[s:e].to(device)
         with _autocast(device, cfg.amp):
             out = model(inputs, progress=None, present=pres, chunk=cfg.eval_chunk)
         lg = out["logits"].float()
@@ -165,6 +165,22 @@ def predict(
         if keep_extras:
             extras.extend(model.explain(out, inputs, pres) if hasattr(model, "explain") else [])
     return np.concatenate(risks), np.concatenate(logits_all), extras
+
+
+def _eval_chunks(data: PatientData, rows: np.ndarray, cfg: TrainConfig) -> list[tuple[int, int]]:
+    """Consecutive row ranges of at most ``eval_batch`` patients and ``eval_patches`` patches."""
+    if not any(m.kind == "bag" for m in data.modalities):
+        return [(s, min(s + 256, len(rows))) for s in range(0, len(rows), 256)]
+    out, start, n_max = [], 0, 0
+    for j in range(len(rows)):
+        n = int(data.wsi(int(rows[j])).shape[0])
+        size = j - start + 1
+        if j > start and (size > cfg.eval_batch or max(n_max, n) * size > cfg.eval_patches):
+            out.append((start, j))
+            start, n_max = j, 0
+        n_max = max(n_max, n)
+    out.append((start, len(rows)))
+    return out
 
 
 def _autocast(device: torch.device, amp: bool):
