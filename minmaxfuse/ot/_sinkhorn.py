@@ -251,6 +251,7 @@ def sinkhorn_uot(
     max_iter = check_int(max_iter, "max_iter", minimum=1)
     check_every = check_int(check_every, "check_every", minimum=1)
     tol = check_nonnegative(tol, "tol")
+    user_mask = mask is not None
     mask = check_mask(mask, (B, N), "mask", cost)
     for name, t, letters, shape in (("a", a, "B, N", (B, N)), ("b", b, "B, K", (B, K))):
         if t is not None:
@@ -272,7 +273,10 @@ def sinkhorn_uot(
     out_dtype = cost.dtype
     wd = cost.dtype if cost.dtype in (torch.float32, torch.float64) else torch.float32
     with torch.autocast(cost.device.type, enabled=False):
-        C = torch.where(mask.unsqueeze(-1), cost.to(wd), 0.0)
+        if user_mask:
+            C = torch.where(mask.unsqueeze(-1), cost.to(wd), 0.0)
+        else:
+            C = cost.to(wd)  # no copy when already in the working dtype
         if a is None:
             aw = mask.to(wd) / mask.sum(-1, keepdim=True).to(wd)
         else:

@@ -99,9 +99,9 @@ def unrolled(
         if check:
             converged = converged | (active & (err < tol))
             active = active & ~converged & _finite(f.detach(), g.detach())
-            if not bool(active.any()):
+            any_active, all_active = torch.stack([active.any(), active.all()]).tolist()
+            if not any_active:
                 break
-            all_active = bool(active.all())
     return f, g, n_iter, converged
 
 
@@ -207,22 +207,27 @@ def _solve_chunk(C, a, b, eps, t1, t2, max_iter, tol, check_every, tau, out):
                 torch.where(st.cv, torch.log(st.v / v_prev).abs(), 0.0).amax(-1),
             )
             ok = _finite(f, g) & torch.isfinite(err)
-            if not bool(ok.all()):
-                # Roll back to the checkpoint and redo the block in the log domain.
-                f, g = ck_f, ck_g
-                for _ in range(ck_it, it):
-                    fp, gp = f, g
-                    f, g = log_iteration(g, st.C, st.la, st.lb, eps, t1, t2)
-                st.absorb(f, g)
-                err = _err(f, g, fp, gp, st.rv, st.cv, eps)
             done = err < tol
             finished = done | (it >= max_iter)
             drift = torch.maximum(
                 torch.where(st.rv, (f - st.f0).abs(), 0.0).amax(-1),
                 torch.where(st.cv, (g - st.g0).abs(), 0.0).amax(-1),
             )
-            need_absorb = drift / eps > tau
-            flags = torch.stack([finished, need_absorb.any().expand(n)]).tolist()
+            need_absorb = (drift / eps > tau).any().expand(n)
+            # one host synchronisation per check
+            flags = torch.stack([finished, need_absorb, ok.all().expand(n)]).tolist()
+            if not flags[2][0]:
+                # a scaling under/overflowed in this block: roll back to the checkpoint and
+                # redo the block in the log domain
+                f, g = ck_f, ck_g
+                for _ in range(ck_it, it):
+                    fp, gp = f, g
+                    f, g = log_iteration(g, st.C, st.la, st.lb, eps, t1, t2)
+                st.absorb(f, g)
+                err = _err(f, g, fp, gp, st.rv, st.cv, eps)
+                done = err < tol
+                finished = done | (it >= max_iter)
+                flags = [finished.tolist(), [False] * n]
             if flags[1][0] and not all(flags[0]):
                 # absorb before finishing so the plan is built from a well-scaled kernel
                 st.absorb(f, g)
