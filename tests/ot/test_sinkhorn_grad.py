@@ -55,7 +55,8 @@ def test_implicit_matches_unroll_at_convergence(reg_m, sink):
     for grad in ("implicit", "unroll"):
         Cg = C.clone().requires_grad_()
         kw = dict(tol=1e-13, max_iter=100000)
-        r = sinkhorn_uot(Cg, reg=0.2, reg_m=reg_m, sink_mass=sink, mask=mask, grad=grad, **kw)
+        reg = 0.5 if reg_m == 10.0 else 0.2  # keeps the slowest case short
+        r = sinkhorn_uot(Cg, reg=reg, reg_m=reg_m, sink_mass=sink, mask=mask, grad=grad, **kw)
         assert bool(r.converged.all())
         loss = (r.plan * W).sum() + (r.sink * W[..., 0]).sum()
         grads[grad] = torch.autograd.grad(loss, Cg)[0]

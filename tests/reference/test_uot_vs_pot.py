@@ -107,15 +107,16 @@ def test_sink_with_hard_columns_equals_pot_on_extended_problem():
 def test_float32_small_reg_is_stable(reg):
     # POT's Knopp returns zeros/NaN here in float32. Reference: our float64 solution, certified
     # by its fixed-point residuals (hard rows: r = a; relaxed columns: g / rho + log(c / b) = 0).
+    # (a strong column relaxation rho2 = 0.05 keeps the iteration count small)
     g = torch.Generator().manual_seed(5)
     cost = torch.rand(3, 40, 6, generator=g) * 2
-    kw = dict(reg=reg, reg_m=(math.inf, 1.0), grad="detach")
+    kw = dict(reg=reg, reg_m=(math.inf, 0.05), grad="detach")
     res32 = sinkhorn_uot(cost, max_iter=20000, tol=1e-6, **kw)
     ref = sinkhorn_uot(cost.double(), max_iter=50000, tol=1e-11, **kw)
     r, c = ref.plan.sum(-1), ref.plan.sum(-2)
     assert bool(ref.converged.all())
     assert (r * 40 - 1).abs().max() < 1e-9
-    assert (ref.g / 1.0 + torch.log(c * 6)).abs().max() < 1e-7
+    assert (ref.g / 0.05 + torch.log(c * 6)).abs().max() < 1e-7
     assert torch.isfinite(res32.plan).all()
     assert bool(res32.converged.all())
     err = (res32.plan.double() - ref.plan).abs().max()
