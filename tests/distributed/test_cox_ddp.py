@@ -1,12 +1,13 @@
 """Cox loss with ``gather=True`` in 2 gloo CPU processes equals the single-process loss.
 
-One ``mp.spawn`` runs every configuration (each spawn re-imports torch, a few seconds), the
-workers save what they computed and the parent compares it with the single-process loss on the
+One launch runs every configuration (see ``ddp_launch.py`` for fork vs spawn); the workers
+save what they computed and the parent compares it with the single-process loss on the
 concatenated batch.
 """
 
 from __future__ import annotations
 
+import datetime
 import itertools
 import os
 import sys
@@ -14,12 +15,13 @@ import sys
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from minmaxfuse.distributed import batch_sizes, gather_nograd
 from minmaxfuse.survival import CoxPHLoss, cox_ph_loss
+from tests.distributed.ddp_launch import launch
 
 SIZES = [5, 3]  # uneven shards
+TIMEOUT = datetime.timedelta(seconds=60)  # a broken collective fails instead of hanging
 CONFIGS = list(itertools.product(["efron", "breslow"], ["mean", "sum", "none"], [False, True]))
 
 
@@ -37,7 +39,10 @@ def make_batch():
 
 
 def _worker(rank: int, world: int, init_file: str, out_dir: str, real_ddp: bool) -> None:
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=world, timeout=TIMEOUT
+    )
     try:
         eta_all, time_all, event_all, weight_all, x_all = make_batch()
         lo = sum(SIZES[:rank])
@@ -98,7 +103,8 @@ needs_dist = [
 def test_gathered_cox_matches_single_process(tmp_path, real_ddp):
     world = len(SIZES)
     args = (world, str(tmp_path / "init"), str(tmp_path), real_ddp)
-    mp.spawn(_worker, args=args, nprocs=world)
+    # DistributedDataParallel may query CUDA: spawn it; the plain CPU path can fork
+    launch(_worker, args, world, allow_fork=not real_ddp)
     outs = [torch.load(tmp_path / f"cox_rank{r}.pt", weights_only=False) for r in range(world)]
     eta_all, time_all, event_all, weight_all, x_all = make_batch()
     bounds = [0, *itertools.accumulate(SIZES)]

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 import sys
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from minmaxfuse.distributed import gather_nograd, gather_with_grad, is_distributed, world_size
+from tests.distributed.ddp_launch import launch
+
+# a broken collective fails the test instead of hanging it
+TIMEOUT = datetime.timedelta(seconds=60)
 
 
 def coupled_loss(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -20,7 +24,10 @@ def coupled_loss(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 
 
 def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=world, timeout=TIMEOUT
+    )
     try:
         torch.manual_seed(0)
         x_all = torch.randn(7, dtype=torch.float64)
@@ -49,7 +56,7 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
 @pytest.mark.skipif(sys.platform == "win32", reason="file:// init on POSIX only")
 def test_gathered_loss_and_grad_match_single_process(tmp_path):
     world = 2
-    mp.spawn(_worker, args=(world, str(tmp_path / "init"), str(tmp_path)), nprocs=world)
+    launch(_worker, (world, str(tmp_path / "init"), str(tmp_path)), world)
     torch.manual_seed(0)
     x_all = torch.randn(7, dtype=torch.float64).requires_grad_(True)
     t_all = torch.rand(7, dtype=torch.float64)
