@@ -58,9 +58,11 @@ def implicit_backward(P, a, b, eps, t1, t2, gP, gf, gg, needs=(True, True, True)
     c_s = torch.where(cv, c, one)
     if gP is None:
         gP = torch.zeros_like(P)
-    GP = gP * P  # (B, N, J)
-    row_gp = GP.sum(-1)
-    col_gp = GP.sum(-2)
+    # temporaries of size (B, N, J) are created one at a time and released early
+    GP = gP * P
+    row_gp = GP.sum(-1)  # (B, N)
+    col_gp = GP.sum(-2)  # (B, J)
+    del GP
     u1 = row_gp / eps
     u2 = col_gp / eps
     if gf is not None:
@@ -70,10 +72,12 @@ def implicit_backward(P, a, b, eps, t1, t2, gP, gf, gg, needs=(True, True, True)
     # t = rho / (rho + eps)  =>  D = 1 + eps / rho = 1 / t
     d1 = 1.0 / t1
     d2 = (1.0 / t2).to(dtype)  # (J,)
-    A = P / r_s.unsqueeze(-1)  # (B, N, J): P_ij / r_i
-    M = torch.bmm(A.transpose(1, 2), P)  # (B, J, J): sum_i P_ij P_ik / r_i
+    Pt = P.transpose(1, 2)  # (B, J, N) view
+    A = P / r_s.unsqueeze(-1)  # P_ij / r_i
+    M = torch.bmm(Pt, A)  # (B, J, J): sum_i P_ij P_ik / r_i (symmetric)
+    del A
     S = torch.diag_embed(d2.expand_as(c)) - M / (c_s.unsqueeze(-2) * d1)
-    rhs = u2 - torch.bmm(A.transpose(1, 2), (u1 / d1).unsqueeze(-1)).squeeze(-1)
+    rhs = u2 - torch.bmm(Pt, (u1 / (d1 * r_s)).unsqueeze(-1)).squeeze(-1)
     if t1 == 1.0 and bool((t2 == 1).all()):
         # balanced: fix the gauge (adjoint orthogonal to c)
         m = cv.to(dtype)
@@ -84,12 +88,13 @@ def implicit_backward(P, a, b, eps, t1, t2, gP, gf, gg, needs=(True, True, True)
     lam1 = torch.where(rv, (u1 - Bl) / d1, 0.0)
     gC = ga = gb = None
     if needs[0]:
-        gC = P * ((lam1 / r_s).unsqueeze(-1) + (lam2 / c_s).unsqueeze(-2) - gP / eps)
+        gC = gP * (-1.0 / eps)
+        gC.add_((lam1 / r_s).unsqueeze(-1)).add_((lam2 / c_s).unsqueeze(-2)).mul_(P)
     if needs[1]:
         a_s = torch.where(a > 0, a, one)
         ga = torch.where(a > 0, (row_gp - eps * Bl) / a_s, 0.0)
     if needs[2]:
         b_s = torch.where(b > 0, b, one)
-        Al = torch.bmm(A.transpose(1, 2), lam1.unsqueeze(-1)).squeeze(-1)
+        Al = torch.bmm(Pt, (lam1 / r_s).unsqueeze(-1)).squeeze(-1)
         gb = torch.where(b > 0, (col_gp - eps * Al) / b_s, 0.0)
     return gC, ga, gb

@@ -331,7 +331,7 @@ def sinkhorn_uot(
             f = f + s.unsqueeze(-1)
             g = g - s.unsqueeze(-1)
         f = torch.where(mask, f, 0.0)
-        plan = P[..., :K]
+        plan = P[..., :K] if s_mass is not None else P  # no slice node without a sink
         sink = P[..., K] if s_mass is not None else P.new_zeros(B, N)
         res = UOTResult(
             plan=plan.to(out_dtype),
