@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 
 from minmaxfuse._checks import (
@@ -18,6 +19,7 @@ from minmaxfuse._checks import (
     check_positive,
     check_reduction,
 )
+from minmaxfuse.distributed import batch_sizes, gather_nograd, gather_with_grad, is_distributed
 
 Negatives = Literal["anchors", "batch"]
 _NEGATIVES = ("anchors", "batch")
@@ -36,6 +38,7 @@ def distinct_contrastive_loss(
     negatives: Negatives = "anchors",
     symmetric: bool = False,
     reduction: Reduction = "mean",
+    gather: bool = False,
 ) -> Tensor:
     r"""InfoNCE pulling each modality's pooled vector to its own anchor (TTA's Apart term).
 
@@ -63,6 +66,14 @@ def distinct_contrastive_loss(
     log-softmax is exact (``logsumexp``). The loss is computed in at least float32 with
     autocast off (half-precision inputs are upcast; the result is float32).
 
+    With ``gather=True`` every rank computes the same global loss :math:`L` (the similarity
+    matrix of the whole global batch, as a single process would). The backward of the gather
+    sums the gradients of all ranks' copies, so each rank's ``pooled`` receives
+    :math:`W \, \partial L / \partial z` (:math:`W` = world size); the anchors, replicated,
+    receive :math:`\partial L / \partial \hat a` on every rank. DistributedDataParallel averages
+    parameter gradients over ranks, so the parameters receive exactly the gradient of the
+    single-process loss on the concatenated batch (see :mod:`minmaxfuse.distributed`).
+
     Parameters
     ----------
     pooled : Tensor, shape (B, A, D)
@@ -79,6 +90,13 @@ def distinct_contrastive_loss(
     reduction : {"mean", "sum", "none"}, default "mean"
         ``"none"`` returns :math:`L_n` per patient ``(B,)``; ``"mean"`` averages over patients
         with at least one valid modality.
+    gather : bool, default False
+        Only with ``negatives="batch"``. Under :mod:`torch.distributed` with more than one rank,
+        gather ``pooled`` (with gradients) and ``mask`` from every rank first, so that the
+        negatives and the ``"mean"`` denominator span the global batch (shards may differ in
+        size). Every rank then returns the loss of the concatenated batch (``"none"``: this
+        rank's rows of it). Without a process group this flag changes nothing. All ranks must
+        pass the same value.
 
     Returns
     -------
@@ -88,7 +106,8 @@ def distinct_contrastive_loss(
     Raises
     ------
     ValueError, TypeError
-        On wrong ranks, mismatched ``A`` or ``D``, a non-bool mask, NaN/Inf, unknown options.
+        On wrong ranks, mismatched ``A`` or ``D``, a non-bool mask, NaN/Inf, unknown options,
+        or ``gather=True`` without ``negatives="batch"``.
 
     See Also
     --------
@@ -128,12 +147,33 @@ def distinct_contrastive_loss(
     if not isinstance(symmetric, bool):
         raise TypeError(f"`symmetric` must be a bool; got {type(symmetric).__name__}.")
     reduction = check_reduction(reduction)
+    _check_gather(gather, negatives)
 
     work = torch.promote_types(pooled.dtype, torch.float32)
     with torch.autocast(device_type=pooled.device.type, enabled=False):
         # missing modalities are zeroed first, so NaN/Inf there gets an exact zero gradient
         pooled = torch.where(m.unsqueeze(-1), pooled.to(work), 0.0)
-        return _contrastive(pooled, anchors.to(work), m, tau, negatives, symmetric, reduction)
+        local = None
+        if gather and is_distributed():
+            # every rank computes the loss of the global batch (see Notes for the gradients)
+            sizes = batch_sizes(b, pooled.device)
+            start = sum(sizes[: dist.get_rank()])
+            local = slice(start, start + b)
+            pooled = gather_with_grad(pooled, sizes=sizes)
+            m = gather_nograd(m, sizes=sizes)
+        loss = _contrastive(pooled, anchors.to(work), m, tau, negatives, symmetric, reduction)
+        return loss if local is None or reduction != "none" else loss[local]
+
+
+def _check_gather(gather: object, negatives: str) -> bool:
+    if not isinstance(gather, bool):
+        raise TypeError(f"`gather` must be a bool; got {type(gather).__name__}.")
+    if gather and negatives != "batch":
+        raise ValueError(
+            "`gather` must be False unless negatives='batch' (anchor negatives do not couple the "
+            f"batch); got gather=True with negatives={negatives!r}."
+        )
+    return gather
 
 
 def _contrastive(pooled, anchors, m, tau, negatives, symmetric, reduction):
@@ -188,6 +228,9 @@ class DistinctContrastive(nn.Module):
     symmetric : bool, default False
         Add the anchor-to-vector direction.
     reduction : {"mean", "sum", "none"}, default "mean"
+    gather : bool, default False
+        With ``negatives="batch"``: take negatives from the global batch of all ranks, with
+        gradients (see :func:`distinct_contrastive_loss`). The head runs on local rows first.
 
     Raises
     ------
@@ -219,6 +262,7 @@ class DistinctContrastive(nn.Module):
         dim: int | None = None,
         symmetric: bool = False,
         reduction: Reduction = "mean",
+        gather: bool = False,
     ) -> None:
         super().__init__()
         self.temperature = check_positive(temperature, "temperature")
@@ -227,6 +271,7 @@ class DistinctContrastive(nn.Module):
             raise TypeError(f"`symmetric` must be a bool; got {type(symmetric).__name__}.")
         self.symmetric = symmetric
         self.reduction = check_reduction(reduction)
+        self.gather = _check_gather(gather, self.negatives)
         self.dim = None if dim is None else check_int(dim, "dim", minimum=1)
         self.head: nn.Module
         if self.dim is None:
@@ -268,10 +313,11 @@ class DistinctContrastive(nn.Module):
             negatives=self.negatives,  # type: ignore[arg-type]
             symmetric=self.symmetric,
             reduction=self.reduction,
+            gather=self.gather,
         )
 
     def extra_repr(self) -> str:
         return (
             f"temperature={self.temperature}, negatives={self.negatives!r}, dim={self.dim}, "
-            f"symmetric={self.symmetric}, reduction={self.reduction!r}"
+            f"symmetric={self.symmetric}, reduction={self.reduction!r}, gather={self.gather}"
         )
