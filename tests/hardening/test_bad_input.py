@@ -850,6 +850,28 @@ CASES: list[Case] = [
         "reduction",
     ),
     Case(
+        "distinct_contrastive_loss",
+        "gather type",
+        lambda: contrast(negatives="batch", gather=1),
+        TypeError,
+        "gather",
+    ),
+    Case(
+        "distinct_contrastive_loss",
+        "gather without batch negatives",
+        lambda: contrast(gather=True),
+        ValueError,
+        "gather",
+        "negatives='anchors'",
+    ),
+    Case(
+        "DistinctContrastive",
+        "gather without batch negatives",
+        lambda: losses.DistinctContrastive(gather=True),
+        ValueError,
+        "gather",
+    ),
+    Case(
         "DistinctContrastive",
         "temperature",
         lambda: losses.DistinctContrastive(0.0),
