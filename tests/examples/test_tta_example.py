@@ -283,3 +283,25 @@ def test_cuda_bf16_run(tmp_path):
     res = _results(out)
     assert res["config"]["device_used"].startswith("cuda")
     assert all(np.isfinite(f["c_index"]) for f in res["folds"])
+
+
+def test_nll_loss_bins_from_training_fold(tmp_path):
+    out = tmp_path / "nll"
+    assert main([*TINY, "--epochs", "1", "--loss", "nll", "--n-bins", "4", "--out", str(out)]) == 0
+    res = _results(out)
+    assert all(np.isfinite(f["c_index"]) for f in res["folds"])
+    ckpt = torch.load(out / "tta" / "fold_0" / "checkpoint.pt", weights_only=False)
+    edges = np.asarray(ckpt["bin_edges"])
+    assert edges.shape == (5,) and np.all(np.diff(edges) > 0)
+    # inner edges are quantiles of the event times of the TRAINING fold (fit + val) only
+    fold = res["config"]["folds"][0]
+    assert fold["n_train"] + fold["n_val"] + fold["n_test"] == 60
+    risks = pd.read_csv(out / "test_risks.csv")
+    test_ids = set(risks.loc[risks["fold"] == 0, "case_id"])
+    from examples.tta.protocol import synthetic_dataset
+    from minmaxfuse.survival import discretize_time
+
+    ds = synthetic_dataset(60, 1)
+    train = np.array([c not in test_ids for c in ds.case_ids])
+    expected = discretize_time(ds.time[train], ds.event[train], n_bins=4)
+    np.testing.assert_allclose(edges[1:-1], np.asarray(expected)[1:-1], rtol=1e-6)
