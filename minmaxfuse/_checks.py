@@ -201,6 +201,16 @@ def check_same_device(tensors: Iterable[tuple[str, Tensor | None]]) -> None:
             )
 
 
+def check_params_dtype(x: Tensor, name: str, param: Tensor, owner: str) -> Tensor:
+    """Raise unless ``x`` has the dtype of a module's parameters (autocast lets it differ)."""
+    if x.dtype != param.dtype and not torch.is_autocast_enabled(x.device.type):
+        raise TypeError(
+            f"`{name}` must have the dtype of the {owner} parameters ({param.dtype}); got "
+            f"{x.dtype}. Convert the module with `.to({x.dtype})` or run under torch.autocast."
+        )
+    return x
+
+
 def check_mask(mask: Tensor | None, shape: tuple[int, ...], name: str, like: Tensor) -> Tensor:
     """Validate a bool mask of the given shape, or build an all-True one if ``mask`` is None."""
     if mask is None:

@@ -14,6 +14,8 @@ from minmaxfuse._checks import (
     check_in_range,
     check_int,
     check_ndim,
+    check_params_dtype,
+    check_same_device,
 )
 
 
@@ -201,6 +203,8 @@ class ModalityAnchors(nn.Module):
                     + f"; got {tuple(t.shape)}."
                 )
             b = t.shape[0]
+            check_params_dtype(t, name, self.anchors, "ModalityAnchors")
+            check_same_device([("prototype_tokens[0]", prototype_tokens[0]), (name, t)])
             check_finite(t, name)
         tokens: list[Tensor] = []
         pooled: list[Tensor] = []

@@ -19,7 +19,9 @@ from minmaxfuse._checks import (
     check_ndim,
     check_nonempty_bags,
     check_nonnegative_values,
+    check_params_dtype,
     check_positive,
+    check_same_device,
     value_checks_enabled,
 )
 from minmaxfuse.losses import soft_assignment_loss
@@ -375,6 +377,8 @@ class PrototypeUOTAlign(nn.Module):
             b = x.shape[0]
             if x.shape[1] == 0:
                 raise ValueError(f"`{name}` must have N >= 1 token slots; got {tuple(x.shape)}.")
+            check_params_dtype(x, name, self.prototypes, "PrototypeUOTAlign")
+            check_same_device([("tokens[0]", tokens[0]), (name, x)])
             mk = check_mask(mk, tuple(x.shape[:2]), f"masks[{m}]", x)
             if not self.allow_missing:
                 check_nonempty_bags(mk, name)

@@ -671,6 +671,22 @@ CASES: list[Case] = [
     ),
     Case(
         "PrototypeUOTAlign",
+        "dtype mismatch",
+        lambda: align_call([rnd(2, 5, 4), rnd(2, 3, 4, dtype=torch.float64)]),
+        TypeError,
+        "tokens[1]",
+        r"torch\.float32.*got torch\.float64",
+    ),
+    Case(
+        "PrototypeUOTAlign",
+        "float64 tokens, float32 layer",
+        lambda: align_call([rnd(2, 5, 4, dtype=torch.float64), rnd(2, 3, 4, dtype=torch.float64)]),
+        TypeError,
+        "tokens[0]",
+        r"\.to\(torch\.float64\)",
+    ),
+    Case(
+        "PrototypeUOTAlign",
         "float mask",
         lambda: align_call(masks=[torch.ones(2, 5), None]),
         TypeError,
@@ -766,6 +782,13 @@ CASES: list[Case] = [
         "batch mismatch",
         lambda: anchors_call([rnd(2, 3, 4), rnd(3, 3, 4)]),
         ValueError,
+        "prototype_tokens[1]",
+    ),
+    Case(
+        "ModalityAnchors",
+        "dtype mismatch",
+        lambda: anchors_call([rnd(2, 3, 4), rnd(2, 3, 4, dtype=torch.float64)]),
+        TypeError,
         "prototype_tokens[1]",
     ),
     Case(

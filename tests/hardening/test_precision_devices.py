@@ -404,3 +404,16 @@ def test_prototype_align_loss_is_float32_under_autocast():
         out = layer(xs, rho=0.5)
     assert out.loss.dtype == torch.float32
     assert torch.isfinite(out.loss)
+
+
+def test_layers_accept_half_tokens_under_autocast_only():
+    torch.manual_seed(0)
+    align = layers.PrototypeUOTAlign(4, num_prototypes=3)
+    anchors = layers.ModalityAnchors(2, 4)
+    xs = [torch.randn(2, 5, 4, dtype=torch.bfloat16), torch.randn(2, 3, 4, dtype=torch.bfloat16)]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = align(xs, rho=0.5)
+        pooled = anchors(out.prototype_tokens).pooled
+    assert torch.isfinite(out.loss) and torch.isfinite(pooled.float()).all()
+    with pytest.raises(TypeError, match=r"`tokens\[0\]` must have the dtype of the"):
+        align(xs, rho=0.5)
