@@ -28,6 +28,7 @@ PORPOISE = "PORPOISE/datasets_csv_mutsig/tcga_{}_all_clean.csv.zip"
 
 
 # ------------------------------------------------------------------ real tables (tcga fixture)
+@pytest.mark.data
 def test_blca_table_patient_level_and_event_conversion(tcga):
     path = tcga / PORPOISE.format("blca")
     c = read_cohort(path, modalities=["rna", "cnv", "mut", "clinical"])
@@ -49,6 +50,7 @@ def test_blca_table_patient_level_and_event_conversion(tcga):
     assert len(c.slides[cid]) == multi[cid]
 
 
+@pytest.mark.data
 def test_group_files_drop_unmeasured_groups(tcga):
     c = read_cohort(tcga / PORPOISE.format("blca"), modalities=["rna", "cnv"])
     hall = read_group_file(tcga / "SurvPath/datasets_csv/metadata/hallmarks_signatures.csv")
@@ -69,6 +71,7 @@ def test_group_files_drop_unmeasured_groups(tcga):
     assert np.all(x[:, ~valid] == 0)
 
 
+@pytest.mark.data
 def test_mcat_splits_disjoint_and_val_carved_from_train(tcga):
     c = read_cohort(tcga / PORPOISE.format("luad"), modalities=["rna"])
     folds = build_folds(c, splits=tcga / "MCAT/splits/5foldcv/tcga_luad", val_frac=0.2, seed=3)
@@ -85,6 +88,7 @@ def test_mcat_splits_disjoint_and_val_carved_from_train(tcga):
     assert len(all_test) == len(set(all_test)) == len(c)  # test folds partition the cohort
 
 
+@pytest.mark.data
 def test_mmp_splits_and_dss_labels_in_days(tcga):
     d = tcga / "MMP/src/splits/survival/TCGA_BLCA_overall_survival_k={k}"
     files = [str(d).format(k=0) + "/train.csv", str(d).format(k=0) + "/test.csv"]
@@ -103,6 +107,7 @@ def test_mmp_splits_and_dss_labels_in_days(tcga):
         assert not ({site[x] for x in f.test} & {site[x] for x in f.train + f.val})
 
 
+@pytest.mark.data
 def test_scaler_fitted_on_training_patients_only(tcga):
     c = read_cohort(tcga / PORPOISE.format("blca"), modalities=["rna", "cnv"])
     fold = build_folds(c, splits=tcga / "MCAT/splits/5foldcv/tcga_blca")[0]

@@ -12,6 +12,8 @@ import torch
 from examples.tta.cli import main
 from examples.tta.report import explain_patient
 
+pytestmark = pytest.mark.slow  # each test trains small models end to end (seconds each)
+
 TINY = [
     "--synthetic-patients",
     "60",
@@ -239,6 +241,7 @@ def test_missing_slide_error_names_it(tmp_path, capsys):
 
 
 # ------------------------------------------------------------------ real data smoke test
+@pytest.mark.data
 def test_real_blca_rna_cnv_two_steps(tcga, tmp_path):
     out = tmp_path / "blca"
     argv = [
