@@ -573,9 +573,16 @@ def _cox_core(
     eta = log_risk[order]
     ev = event[order]
     t_sorted = time[order]
-    _, seg, counts = torch.unique_consecutive(t_sorted, return_inverse=True, return_counts=True)
-    n_seg = counts.shape[0]
-    last = torch.cumsum(counts, 0) - 1  # last position of each time group
+    # group equal times without torch.unique_consecutive (its output size needs a host sync on
+    # CUDA): B segment slots, of which the trailing ones stay empty and are never read
+    new_group = torch.ones_like(ev)
+    new_group[1:] = t_sorted[1:] != t_sorted[:-1]
+    seg = torch.cumsum(new_group.long(), 0) - 1  # (B,) group index of each sorted patient
+    n_seg = B
+    counts = torch.zeros(B, dtype=torch.long, device=eta.device).scatter_add(
+        0, seg, torch.ones_like(seg)
+    )
+    last = (torch.cumsum(counts, 0) - 1).clamp_min(0)  # last position of each time group
     log_risk_set = torch.logcumsumexp(eta, dim=0)[last]  # (n_seg,) log sum_{time >= t} r
     d = torch.zeros(n_seg, dtype=eta.dtype, device=eta.device).scatter_add(0, seg, ev.to(eta.dtype))
     log_r = log_risk_set[seg]  # (B,) per sorted patient
@@ -586,7 +593,7 @@ def _cox_core(
         # rank l of each event inside its group (0 .. d-1), its Efron term, then the group mean
         ev_l = ev.long()
         before = torch.cumsum(ev_l, 0) - ev_l
-        first = last - counts + 1
+        first = (last - counts + 1).clamp_max(B - 1)  # (empty slots: clamped, unused)
         rank = torch.where(ev, before - before[first][seg], 0).to(eta.dtype)
         ratio = torch.exp(torch.where(ev, log_d[seg] - log_r, torch.zeros_like(log_r)))
         d_b = d[seg].clamp_min(1.0)

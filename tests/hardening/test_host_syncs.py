@@ -145,3 +145,58 @@ def test_cuda_sync_debug_mode():
         assert not rec, [str(w.message) for w in rec]
     finally:
         minmaxfuse.set_value_checks(prev)
+
+
+# ---------------------------------------------------------------------------------------------
+# data-dependent output shapes (nonzero, unique, masked_select, ...) force a device->host copy on
+# CUDA even without any Python-side read. Fake tensors have no data: such an op raises there, so
+# running a function on fake tensors proves it has none (checked on the CPU, valid for CUDA).
+
+
+def _fake_run(fn):
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode(allow_non_fake_inputs=True):
+        fn()
+
+
+FAKE_CASES = {
+    "cox_ph_loss-efron": lambda: survival.cox_ph_loss(
+        torch.randn(8, requires_grad=True), torch.rand(8), torch.rand(8) < 0.5
+    ).backward(),
+    "cox_ph_loss-breslow-weighted": lambda: survival.cox_ph_loss(
+        torch.randn(8), torch.rand(8), torch.rand(8) < 0.5, ties="breslow", weight=torch.rand(8)
+    ),
+    "nll_surv_loss": lambda: survival.nll_surv_loss(
+        torch.randn(8, 4, requires_grad=True), torch.randint(0, 4, (8,)), torch.rand(8) < 0.5
+    ).backward(),
+    "distinct_contrastive_loss": lambda: losses.distinct_contrastive_loss(
+        torch.randn(3, 2, 4, requires_grad=True),
+        torch.randn(2, 4),
+        mask=torch.rand(3, 2) < 0.7,
+        negatives="batch",
+        symmetric=True,
+    ).backward(),
+    "soft_assignment_loss": lambda: losses.soft_assignment_loss(
+        torch.randn(2, 5, 3), torch.rand(2, 5, 3), mask=torch.rand(2, 5) < 0.7
+    ),
+    "prototype_aggregate": lambda: layers.prototype_aggregate(
+        torch.randn(2, 5, 4), torch.randn(2, 5, 3), torch.rand(2, 5, 3), mask=torch.rand(2, 5) < 0.7
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FAKE_CASES))
+def test_no_data_dependent_shapes(name):
+    prev = minmaxfuse.set_value_checks(False)
+    try:
+        _fake_run(FAKE_CASES[name])
+    finally:
+        minmaxfuse.set_value_checks(prev)
+
+
+def test_fake_tensor_probe_detects_data_dependent_shapes():
+    from torch._subclasses.fake_tensor import DynamicOutputShapeException
+
+    with pytest.raises(DynamicOutputShapeException):
+        _fake_run(lambda: torch.unique_consecutive(torch.rand(5), return_counts=True))
