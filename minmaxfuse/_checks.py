@@ -16,6 +16,7 @@ Validators never change dtype or device of what they are given.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Iterable, Sequence
 from typing import Literal
@@ -79,6 +80,18 @@ def value_checks_enabled() -> bool:
     if compiler is not None and hasattr(compiler, "is_compiling") and compiler.is_compiling():
         return False
     return True
+
+
+def autocast_off(like: Tensor) -> contextlib.AbstractContextManager:
+    """Context that disables autocast on the device of ``like`` (a no-op where there is none).
+
+    ``torch.autocast`` raises for device types without autocast support (e.g. ``meta``, used
+    for shape inference), so the numerics that must run in float32 use this instead.
+    """
+    try:
+        return torch.autocast(like.device.type, enabled=False)
+    except RuntimeError:
+        return contextlib.nullcontext()
 
 
 # --------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from minmaxfuse._checks import (
+    autocast_off,
     check_choice,
     check_finite,
     check_float,
@@ -466,7 +467,7 @@ class PrototypeUOTAlign(nn.Module):
         # cost, aggregation and the loss) runs in at least float32 with autocast off
         hs = [self.projections[m](x) for m, x in enumerate(xs)]  # A x (B, N, D)
         work = torch.promote_types(in_dtype, torch.float32)
-        with torch.autocast(device_type=xs[0].device.type, enabled=False):
+        with autocast_off(xs[0]):
             return self._forward_body(xs, hs, mks, present, r, work, in_dtype)
 
     def _forward_body(self, xs, hs, mks, present, r, work, in_dtype) -> AlignOutput:

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from minmaxfuse._checks import (
     Reduction,
+    autocast_off,
     check_choice,
     check_finite,
     check_float,
@@ -150,7 +151,7 @@ def distinct_contrastive_loss(
     _check_gather(gather, negatives)
 
     work = torch.promote_types(pooled.dtype, torch.float32)
-    with torch.autocast(device_type=pooled.device.type, enabled=False):
+    with autocast_off(pooled):
         # missing modalities are zeroed first, so NaN/Inf there gets an exact zero gradient
         pooled = torch.where(m.unsqueeze(-1), pooled.to(work), 0.0)
         local = None

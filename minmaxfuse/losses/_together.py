@@ -7,6 +7,7 @@ from torch import Tensor
 
 from minmaxfuse._checks import (
     Reduction,
+    autocast_off,
     check_finite,
     check_float,
     check_mask,
@@ -90,7 +91,7 @@ def soft_assignment_loss(
     reduction = check_reduction(reduction)
 
     work = torch.promote_types(torch.promote_types(logits.dtype, target.dtype), torch.float32)
-    with torch.autocast(device_type=logits.device.type, enabled=False):
+    with autocast_off(logits):
         return _soft_ce(logits.to(work), target.to(work), m, delta, reduction)
 
 

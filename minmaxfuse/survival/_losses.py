@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -11,6 +9,7 @@ from torch import Tensor, nn
 
 from minmaxfuse._checks import (
     Reduction,
+    autocast_off,
     check_choice,
     check_finite,
     check_float,
@@ -36,14 +35,6 @@ __all__ = [
 ]
 
 _TIES = ("efron", "breslow")
-
-
-def _no_autocast(like: Tensor) -> contextlib.AbstractContextManager:
-    """Disable autocast on the device of ``like`` (a no-op where autocast does not exist)."""
-    try:
-        return torch.autocast(like.device.type, enabled=False)
-    except RuntimeError:  # e.g. the meta device
-        return contextlib.nullcontext()
 
 
 # --------------------------------------------------------------------------------------------
@@ -146,7 +137,7 @@ def survival_curve(logits: Tensor) -> Tensor:
     """
     logits = _check_logits(logits)
     wd = logits.dtype if logits.dtype in (torch.float32, torch.float64) else torch.float32
-    with _no_autocast(logits):
+    with autocast_off(logits):
         log_s = torch.cumsum(F.logsigmoid(-logits.to(wd)), dim=1)
         return torch.exp(log_s).to(logits.dtype)
 
@@ -183,7 +174,7 @@ def risk_from_logits(logits: Tensor) -> Tensor:
     """
     logits = _check_logits(logits)
     wd = logits.dtype if logits.dtype in (torch.float32, torch.float64) else torch.float32
-    with _no_autocast(logits):
+    with autocast_off(logits):
         return (-survival_curve(logits.to(wd)).sum(dim=1)).to(logits.dtype)
 
 
@@ -294,7 +285,7 @@ def nll_surv_loss(
         eps = check_positive(eps, "eps")
     # autocast off; half precision is computed (and returned) in float32
     wd = logits.dtype if logits.dtype in (torch.float32, torch.float64) else torch.float32
-    with _no_autocast(logits):
+    with autocast_off(logits):
         logits = logits.to(wd)
         weight = None if weight is None else weight.to(wd)
         return _nll_core(logits, time_bin, event, alpha, reduction, weight, eps)
@@ -540,7 +531,7 @@ def cox_ph_loss(
 
     # autocast off; half precision is computed (and returned) in float32
     wd = log_risk.dtype if log_risk.dtype in (torch.float32, torch.float64) else torch.float32
-    with _no_autocast(log_risk):
+    with autocast_off(log_risk):
         log_risk = log_risk.to(wd)
         local = None
         if gather and is_distributed():

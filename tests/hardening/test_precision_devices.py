@@ -417,3 +417,25 @@ def test_layers_accept_half_tokens_under_autocast_only():
     assert torch.isfinite(out.loss) and torch.isfinite(pooled.float()).all()
     with pytest.raises(TypeError, match=r"`tokens\[0\]` must have the dtype of the"):
         align(xs, rho=0.5)
+
+
+# The meta device stands in for an accelerator on a CPU-only machine: a tensor created without
+# ``device=`` lands on the CPU and mixing it with meta tensors raises. Runners that read values
+# by design (solver convergence checks, numpy edges, boolean-mask selection) cannot run there.
+META_UNSUPPORTED = {
+    "sinkhorn_uot": "convergence checks read values",
+    "partial_uot": "convergence checks read values",
+    "PrototypeUOTAlign": "runs the solver",
+    "discretize_time": "numpy quantiles",
+    "effective_rank": "selects valid rows by a boolean mask",
+    "uniformity": "selects valid rows by a boolean mask",
+    "sample_bags": "selects valid rows by a boolean mask",
+}
+
+
+@pytest.mark.usefixtures("no_value_checks")
+@pytest.mark.parametrize("name", sorted(set(RUNNERS) - set(META_UNSUPPORTED)))
+def test_meta_device_is_kept(name):
+    out = RUNNERS[name](torch.float32, "meta")
+    tensors = all_tensors(out)
+    assert tensors and all(t.device.type == "meta" for t in tensors)
