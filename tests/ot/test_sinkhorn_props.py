@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -149,3 +150,47 @@ def test_converged_and_n_iter_are_honest():
     # one more iteration moves the potentials by less than tol * reg
     r2 = sinkhorn_uot(cost, reg=0.5, reg_m=0.5, max_iter=int(r.n_iter[0]) + 1, tol=0.0)
     assert float((r2.f[0] - r.f[0]).abs().max()) < 1e-9 * 0.5 * 1.01
+
+
+def test_log_domain_rollback_recovers(monkeypatch):
+    # Inject an overflow into one block of scaling iterations: the engine must roll back to its
+    # checkpoint, redo the block in the log domain and end at the same plan.
+    from minmaxfuse.ot import _solver
+
+    cost = torch.rand(2, 12, 4, dtype=torch.float64) * 2
+    kw = dict(reg=0.05, reg_m=(math.inf, 1.0), max_iter=60, tol=0.0, grad="detach")
+    ref = sinkhorn_uot(cost, **kw)
+    original = _solver._Chunk.iterate
+    calls = {"n": 0}
+
+    def faulty(self, n):
+        original(self, n)
+        calls["n"] += 1
+        if calls["n"] == 3:
+            self.v.fill_(math.inf)
+
+    monkeypatch.setattr(_solver._Chunk, "iterate", faulty)
+    res = sinkhorn_uot(cost, **kw)
+    assert calls["n"] > 3
+    torch.testing.assert_close(res.plan, ref.plan, rtol=1e-10, atol=1e-15)
+    assert res.n_iter.tolist() == ref.n_iter.tolist()
+
+
+def test_warn_when_not_converged():
+    cost = torch.rand(2, 10, 3, dtype=torch.float64)
+    with pytest.warns(RuntimeWarning, match="did not converge"):
+        sinkhorn_uot(cost, reg=0.01, reg_m=10.0, max_iter=3, warn=True)
+
+
+@pytest.mark.gpu
+def test_cuda_matches_cpu():
+    cost = torch.rand(3, 50, 5) * 2
+    mask = torch.ones(3, 50, dtype=torch.bool)
+    mask[1, 30:] = False
+    kw = dict(reg=0.05, reg_m=(math.inf, 1.0), mask=mask, sink_mass=0.2, tol=1e-7)
+    ref = sinkhorn_uot(cost, **kw)
+    kw["mask"] = mask.cuda()
+    res = sinkhorn_uot(cost.cuda().requires_grad_(), **kw)
+    assert res.plan.device.type == "cuda"
+    torch.testing.assert_close(res.plan.cpu(), ref.plan, rtol=1e-4, atol=1e-7)
+    res.plan.sum().backward()
