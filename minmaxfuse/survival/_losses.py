@@ -448,10 +448,11 @@ def cox_ph_loss(
     Raises
     ------
     TypeError
-        If ``log_risk`` is not floating point, ``time`` is not a real tensor or ``event`` is not
-        bool.
+        If ``log_risk`` is not floating point, ``time`` is not a real tensor, ``event`` is not
+        bool or ``gather`` is not a bool.
     ValueError
         On shape or device mismatches, non-finite values, negative times or unknown options.
+        Times of 0 are valid.
 
     Notes
     -----
