@@ -836,6 +836,7 @@ def _write_outputs(out_dir: Path, per_method: dict, methods: list[str], ds: Data
         {"high risk": (t[g], e[g]), "low risk": (t[~g], e[~g])},
         f"{main}: test patients of all folds, split at each training-fold median risk\n"
         f"log-rank p = {p_val:.3g}",
+        xlabel=f"time ({ds.time_unit})",
     )
     res = json.loads((out_dir / "results.json").read_text())
     res["logrank_p"] = p_val if math.isfinite(p_val) else None

@@ -104,7 +104,13 @@ def _plt():
     return plt
 
 
-def plot_km(path: str | Path, groups: dict[str, tuple[np.ndarray, np.ndarray]], title: str) -> bool:
+def plot_km(
+    path: str | Path,
+    groups: dict[str, tuple[np.ndarray, np.ndarray]],
+    title: str,
+    *,
+    xlabel: str = "time",
+) -> bool:
     """Kaplan-Meier curves (step plot) of several groups: name -> (time, event)."""
     from minmaxfuse.survival import kaplan_meier
 
@@ -119,7 +125,7 @@ def plot_km(path: str | Path, groups: dict[str, tuple[np.ndarray, np.ndarray]], 
         times = np.concatenate([[0.0], np.asarray(km.time)])
         surv = np.concatenate([[1.0], np.asarray(km.survival)])
         ax.step(times, surv, where="post", label=f"{name} (n={len(t)})")
-    ax.set_xlabel("time")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("survival probability")
     ax.set_ylim(0, 1.02)
     ax.set_title(title, fontsize=9)
