@@ -144,7 +144,8 @@ def sinkhorn_uot(
         Entropic regularisation :math:`\varepsilon > 0`.
     reg_m : float or pair of floats, default 1.0
         Marginal relaxation :math:`\rho_1 = \rho_2` or a pair ``(rho_rows, rho_cols)``.
-        ``math.inf`` makes a marginal a hard constraint (both ``inf``: balanced OT; one:
+        ``math.inf`` makes a marginal a hard constraint (both ``inf``: balanced OT, which
+        needs equal total masses, sink included, or the iteration cannot converge; one:
         semi-relaxed).
     mask : Tensor, shape (B, N), bool, optional
         ``True`` on valid rows. The result on the valid rows equals solving each unpadded
@@ -261,12 +262,13 @@ def sinkhorn_uot(
     check_nonempty_bags(mask, "mask")
     if value_checks_enabled() and not bool(torch.isfinite(cost).all()):
         check_finite(cost, "cost", mask.unsqueeze(-1).expand(B, N, K))
-    for name, t in (("a", a), ("b", b)):
+    for name, t, m in (("a", a, mask), ("b", b, None)):
         if t is not None and value_checks_enabled():
-            check_finite(t, name)
-            if bool((t < 0).any()):
+            check_finite(t, name, m)  # padded rows of `a` are ignored
+            tv = t if m is None else torch.where(m, t, 0.0)
+            if bool((tv < 0).any()):
                 raise ValueError(
-                    f"`{name}` must be nonnegative; got a minimum of {float(t.min())}."
+                    f"`{name}` must be nonnegative; got a minimum of {float(tv.min())}."
                 )
     s_mass = _parse_sink_mass(sink_mass, B, cost)
 

@@ -35,7 +35,7 @@ def test_padding_changes_nothing(prob, reg, reg_m, pad):
     ref = sinkhorn_uot(cost, a, b, reg=reg, reg_m=reg_m, **KW)
     junk = torch.full((B, pad, K), float("nan"), dtype=cost.dtype)  # padded costs are ignored
     cp = torch.cat([cost, junk], 1)
-    ap = torch.cat([a, torch.full((B, pad), 5.0, dtype=a.dtype)], 1)
+    ap = torch.cat([a, torch.full((B, pad), float("nan"), dtype=a.dtype)], 1)  # ignored too
     mp = torch.cat([torch.ones(B, N, dtype=torch.bool), torch.zeros(B, pad, dtype=torch.bool)], 1)
     r = sinkhorn_uot(cp, ap, b, reg=reg, reg_m=reg_m, mask=mp, **KW)
     torch.testing.assert_close(r.plan[:, :N], ref.plan, rtol=1e-9, atol=1e-14)
