@@ -82,7 +82,13 @@ def implicit_backward(P, a, b, eps, t1, t2, gP, gf, gg, needs=(True, True, True)
         # balanced: fix the gauge (adjoint orthogonal to c)
         m = cv.to(dtype)
         S = S + m.unsqueeze(-1) * (c / c.sum(-1, keepdim=True)).unsqueeze(-2)
-    lam2 = torch.linalg.solve(S.double(), rhs.double().unsqueeze(-1)).squeeze(-1).to(dtype)
+    S64, rhs64 = S.double(), rhs.double().unsqueeze(-1)
+    lam2, info = torch.linalg.solve_ex(S64, rhs64)
+    # a numerically singular Schur complement (plan entries underflowed far outside the
+    # documented cost / reg range): least-norm solution instead of an opaque LinAlgError
+    bad = (info != 0).view(-1, 1, 1) | ~torch.isfinite(lam2).all(-2, keepdim=True)
+    lam2 = torch.where(bad, torch.linalg.pinv(S64) @ rhs64, lam2)
+    lam2 = lam2.squeeze(-1).to(dtype)
     lam2 = torch.where(cv, lam2, 0.0)
     Bl = torch.bmm(P, (lam2 / c_s).unsqueeze(-1)).squeeze(-1)  # (B, N): sum_j P_ij lam2_j / c_j
     lam1 = torch.where(rv, (u1 - Bl) / d1, 0.0)

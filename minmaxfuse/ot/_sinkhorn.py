@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from minmaxfuse._checks import (
+    autocast_off,
     check_choice,
     check_finite,
     check_float,
@@ -53,12 +54,14 @@ def _damping(rho: float, eps: float) -> float:
 
 def _kl(x: Tensor, y: Tensor) -> Tensor:
     """Generalised KL ``sum x log(x / y) - x + y`` over the last axis, zero where ``y == 0``."""
-    pos = y > 0
+    # an exactly-zero x (a marginal that underflowed) contributes y with a zero gradient of the
+    # x log x part, instead of -inf * 0 = NaN
+    pos = (y > 0) & (x > 0)
     one = torch.ones((), dtype=x.dtype, device=x.device)
     xs = torch.where(pos, x, one)
     ys = torch.where(pos, y, one)
-    term = torch.where(pos, torch.xlogy(xs, xs / ys) - xs + ys, 0.0)
-    return term.sum(-1)
+    term = torch.where(pos, xs * torch.log(xs / ys), 0.0) - x + y
+    return torch.where(y > 0, term, 0.0).sum(-1)
 
 
 def _objective(P, f, g, a, b, eps, rho1, rho2, K):
@@ -274,7 +277,7 @@ def sinkhorn_uot(
 
     out_dtype = cost.dtype
     wd = cost.dtype if cost.dtype in (torch.float32, torch.float64) else torch.float32
-    with torch.autocast(cost.device.type, enabled=False):
+    with autocast_off(cost):
         if user_mask:
             C = torch.where(mask.unsqueeze(-1), cost.to(wd), 0.0)
         else:
