@@ -11,6 +11,8 @@ Environment switches:
     that ``-W`` turns into an error. Links to torch/numpy/POT then render as plain text.
 ``DOCS_NO_GALLERY=1``
     Do not execute the gallery scripts (quick local iterations on the narrative pages only).
+``DOCS_TORCH_THREADS``
+    Intra-op threads for the gallery scripts (default 1, see below).
 """
 
 from __future__ import annotations
@@ -24,7 +26,15 @@ ROOT = DOCS.parent
 sys.path.insert(0, str(ROOT))  # the package itself (also installed editable in the venv)
 sys.path.insert(0, str(DOCS / "_ext"))  # mmf_apigen: the API reference generator
 
+import torch  # noqa: E402
+
 import minmaxfuse  # noqa: E402
+
+# The gallery runs in this process. Its problems are small, and with several intra-op threads
+# on a busy machine tiny torch ops spend most of their time synchronising threads (measured on
+# the 2-core development VM: one 4 x 100 x 8 Sinkhorn solve 6 ms with one thread, 2.4 s with
+# two). One thread is the fast and reproducible choice; DOCS_TORCH_THREADS overrides it.
+torch.set_num_threads(int(os.environ.get("DOCS_TORCH_THREADS", "1")))
 
 OFFLINE = os.environ.get("DOCS_OFFLINE", "") not in {"", "0", "false", "False"}
 RUN_GALLERY = os.environ.get("DOCS_NO_GALLERY", "") in {"", "0", "false", "False"}

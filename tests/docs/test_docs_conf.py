@@ -5,6 +5,8 @@ from __future__ import annotations
 import runpy
 from pathlib import Path
 
+import torch
+
 CONF = Path(__file__).resolve().parents[2] / "docs" / "conf.py"
 
 
@@ -13,7 +15,11 @@ def _conf(monkeypatch, **env):
         monkeypatch.delenv(key, raising=False)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    return runpy.run_path(str(CONF))
+    threads = torch.get_num_threads()
+    try:
+        return runpy.run_path(str(CONF))
+    finally:  # conf.py sets the thread count for the gallery; keep the test session's
+        torch.set_num_threads(threads)
 
 
 def test_offline_switches_intersphinx_off(monkeypatch):
