@@ -152,8 +152,10 @@ def main():
         f"load average {os.getloadavg()[0]:.1f}"
     )
     print(f"# B={args.b} K={args.k} float32 reg={REG} reg_m={REG_M} iters={args.iters}")
-    header = "| N | impl | wall s (fwd+bwd) | cpu s | speed-up (wall) | peak MiB "
-    header += " | ".join(f"@{i} it" for i in args.mem_iters) + " | max plan diff vs POT |"
+    header = "| N | impl | wall s (fwd+bwd) | cpu s | speed-up (wall) | "
+    if not args.no_memory:
+        header += "peak MiB " + " | ".join(f"@{i} it" for i in args.mem_iters) + " | "
+    header += "max plan diff vs POT |"
     print(header)
     for N in args.n:
         cost, W = make_problem(args.b, N, args.k, args.device)
@@ -177,8 +179,8 @@ def main():
             speed = times.get("pot", float("nan")) / wall
             print(
                 f"| {N} | {name} | {wall:.3f} | {cpu:.3f} | {speed:.1f}x | "
-                + " | ".join(mems)
-                + f" | {diff} |",
+                + "".join(f"{m} | " for m in mems)
+                + f"{diff} |",
                 flush=True,
             )
 
