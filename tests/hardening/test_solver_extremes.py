@@ -3,7 +3,7 @@
 Columns whose transported mass underflows to exactly 0 (cost / reg ~ 1e4) made the gradient of
 the marginal KL term -inf, times a zero plan entry: NaN gradients with ``converged=True``; a
 singular Schur complement made the implicit backward raise a raw LinAlgError (hardening
-finding 13).
+finding 13, fixed in 12e5852).
 """
 
 from __future__ import annotations
@@ -15,13 +15,11 @@ import torch
 
 from minmaxfuse import ot
 
-X = pytest.mark.xfail(strict=True, reason="hardening finding 13")
-
 CASES = [
     # (dtype, reg, reg_m columns, cost scale, grad)
-    pytest.param(torch.float32, 1e-3, 1e-3, 50.0, "implicit", marks=X, id="f32-underflow"),
-    pytest.param(torch.float64, 1e-2, 1e-3, 50.0, "unroll", marks=X, id="f64-underflow-unroll"),
-    pytest.param(torch.float64, 1e-3, math.inf, 50.0, "implicit", marks=X, id="f64-singular"),
+    pytest.param(torch.float32, 1e-3, 1e-3, 50.0, "implicit", id="f32-underflow"),
+    pytest.param(torch.float64, 1e-2, 1e-3, 50.0, "unroll", id="f64-underflow-unroll"),
+    pytest.param(torch.float64, 1e-3, math.inf, 50.0, "implicit", id="f64-singular"),
     pytest.param(torch.float32, 1e-3, 1.0, 2.0, "implicit", id="f32-documented-range"),
     pytest.param(torch.float64, 1.0, 1e3, 50.0, "implicit", id="f64-large-reg"),
 ]  # fmt: skip
