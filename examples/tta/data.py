@@ -14,7 +14,6 @@ Conventions (see ``shared/docs/peers.md`` §2-3):
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -709,18 +708,3 @@ def pad_bag_list(bags: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tens
         x[i, : b.shape[0]] = b
         mask[i, : b.shape[0]] = True
     return x, mask
-
-
-def harrell_pairs_ok(time: np.ndarray, event: np.ndarray) -> bool:
-    """True when at least one comparable pair exists (C-index defined)."""
-    t = np.asarray(time, float)
-    e = np.asarray(event, bool)
-    if not e.any():
-        return False
-    return bool((t[None, :] > t[e][:, None]).any())
-
-
-def median_or_nan(x: Sequence[float]) -> float:
-    """Median ignoring NaN (NaN when empty)."""
-    a = np.asarray([v for v in x if v is not None and not math.isnan(v)], float)
-    return float(np.median(a)) if a.size else float("nan")

@@ -156,8 +156,6 @@ def real_dataset(args, tcga: Path | None) -> Dataset:
         labels = read_labels(args.labels_csv.split(","), args.endpoint)
     elif args.endpoint != "os" and args.splits:
         # MMP split files carry OS/DSS/PFI columns: use fold 0's train + test (all patients)
-        from .data import read_split_files  # noqa: F401 - existence check below
-
         sp = str(args.splits)
         d = Path(sp.replace("{k}", "0")) if "{k}" in sp else Path(sp)
         files = [d / "train.csv", d / "test.csv"]
