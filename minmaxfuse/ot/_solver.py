@@ -282,8 +282,10 @@ def solve(
     # The CPU engine runs many small ops on cache-sized chunks. With several intra-op threads
     # each of them may wait at an OpenMP barrier for a descheduled partner thread (measured on a
     # loaded 2-core machine: 0.3 s with one thread vs 8-30 s with two), so it runs on one thread;
-    # the setting is restored afterwards.
-    threads = torch.get_num_threads() if C.device.type == "cpu" else 1
+    # the setting is restored afterwards. Not while torch.compile traces (dynamo cannot trace
+    # torch.set_num_threads and would break the graph there).
+    on_cpu = C.device.type == "cpu" and not torch.compiler.is_compiling()
+    threads = torch.get_num_threads() if on_cpu else 1
     if threads > 1:
         torch.set_num_threads(1)
     try:
