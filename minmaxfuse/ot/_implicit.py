@@ -31,24 +31,30 @@ class ImplicitUOT(torch.autograd.Function):
     """Sinkhorn fixed point with an implicit backward; memory independent of the iterations."""
 
     @staticmethod
-    def forward(ctx, C, a, b, eps, t1, t2, max_iter, tol, check_every):  # noqa: D102
+    def forward(ctx, C, a, b, eps, t1, t2, max_iter, tol, check_every, balanced=None):  # noqa: D102
         P, f, g, n_iter, conv = _solver.solve(
             C.detach(), a.detach(), b.detach(), eps, t1, t2, max_iter, tol, check_every
         )
         ctx.save_for_backward(P, a.detach(), b.detach(), t2)
-        ctx.eps, ctx.t1 = eps, t1
+        ctx.eps, ctx.t1, ctx.balanced = eps, t1, balanced
         ctx.mark_non_differentiable(n_iter, conv)
         return P, f, g, n_iter, conv
 
     @staticmethod
     def backward(ctx, gP, gf, gg, _gn, _gc):  # noqa: D102
         P, a, b, t2 = ctx.saved_tensors
-        grads = implicit_backward(P, a, b, ctx.eps, ctx.t1, t2, gP, gf, gg, ctx.needs_input_grad)
-        return (*grads, None, None, None, None, None, None)
+        grads = implicit_backward(
+            P, a, b, ctx.eps, ctx.t1, t2, gP, gf, gg, ctx.needs_input_grad, balanced=ctx.balanced
+        )
+        return (*grads, None, None, None, None, None, None, None)
 
 
-def implicit_backward(P, a, b, eps, t1, t2, gP, gf, gg, needs=(True, True, True)):
-    """Vector-Jacobian product of ``(P, f, g)`` with respect to ``(C, a, b)`` at the fixed point."""
+def implicit_backward(P, a, b, eps, t1, t2, gP, gf, gg, needs=(True, True, True), balanced=None):
+    """Vector-Jacobian product of ``(P, f, g)`` with respect to ``(C, a, b)`` at the fixed point.
+
+    ``balanced`` (every marginal hard) may be passed by the caller, who knows it from the
+    ``reg_m`` floats; otherwise it is read from ``t2`` (a host synchronisation).
+    """
     dtype = P.dtype
     r = P.sum(-1)  # (B, N)
     c = P.sum(-2)  # (B, J)
@@ -78,7 +84,9 @@ def implicit_backward(P, a, b, eps, t1, t2, gP, gf, gg, needs=(True, True, True)
     del A
     S = torch.diag_embed(d2.expand_as(c)) - M / (c_s.unsqueeze(-2) * d1)
     rhs = u2 - torch.bmm(Pt, (u1 / (d1 * r_s)).unsqueeze(-1)).squeeze(-1)
-    if t1 == 1.0 and bool((t2 == 1).all()):
+    if balanced is None:
+        balanced = t1 == 1.0 and bool((t2 == 1).all())
+    if balanced:
         # balanced: fix the gauge (adjoint orthogonal to c)
         m = cv.to(dtype)
         S = S + m.unsqueeze(-1) * (c / c.sum(-1, keepdim=True)).unsqueeze(-2)

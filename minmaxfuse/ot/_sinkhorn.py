@@ -314,8 +314,10 @@ def sinkhorn_uot(
             )
             P = torch.exp(_log_ratio(f, g, C, aw, bw, eps)) * (aw.unsqueeze(-1) * bw.unsqueeze(-2))
         elif grad == "implicit":
+            # every marginal hard (known from the floats: no host sync in the backward)
+            balanced = math.isinf(rho1) and math.isinf(rho2)
             P, f, g, n_iter, conv = ImplicitUOT.apply(
-                C, aw, bw, eps, t1, t2, max_iter, tol, check_every
+                C, aw, bw, eps, t1, t2, max_iter, tol, check_every, balanced
             )
         else:
             P, f, g, n_iter, conv = _solver.solve(

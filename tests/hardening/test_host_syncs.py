@@ -11,6 +11,7 @@ off (value checks sync on purpose). The solver may sync once per convergence che
 from __future__ import annotations
 
 import collections
+import math
 import warnings
 
 import pytest
@@ -74,6 +75,22 @@ def test_solver_syncs_scale_with_checks_not_iterations(syncs, grad, check_every)
 def test_solver_backward_has_no_sync(syncs, grad):
     _, backward = solve_count(syncs, max_iter=60, check_every=10, grad=grad, backward=True)
     assert backward == 0
+
+
+@pytest.mark.parametrize(
+    "solve",
+    [
+        pytest.param(lambda c: ot.partial_uot(c, 0.5), id="partial"),
+        pytest.param(lambda c: ot.sinkhorn_uot(c, reg_m=(math.inf, 1.0)), id="hard-rows"),
+        pytest.param(lambda c: ot.sinkhorn_uot(c, reg_m=math.inf), id="balanced"),
+    ],
+)
+def test_implicit_backward_with_hard_marginals_has_no_sync(syncs, solve):
+    cost = torch.rand(3, 7, 4, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    res = solve(cost)
+    syncs.clear()
+    res.value.sum().backward()
+    assert total(syncs) == 0, dict(syncs)
 
 
 def test_survival_losses_have_no_sync(syncs):
