@@ -233,7 +233,8 @@ def test_bins_equal_pandas_qcut_cut_recipe(data, n_bins, outer):
     # quantile equal to an inner one, although MCAT replaces those outer edges anyway.
     pd = pytest.importorskip("pandas")
     event, time, _ = data
-    q = pd.Series(time[event]).quantile(np.linspace(0, 1, n_bins + 1)).to_numpy()
+    # copy: under pandas 3 (copy-on-write) to_numpy() returns a read-only view
+    q = pd.Series(time[event]).quantile(np.linspace(0, 1, n_bins + 1)).to_numpy(copy=True)
     q[0], q[-1] = time.min() - 1e-6, time.max() + 1e-6
     try:
         edges = S.discretize_time(time, event, n_bins=n_bins, outer=outer)
