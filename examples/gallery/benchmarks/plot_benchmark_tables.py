@@ -32,13 +32,14 @@ def repository_root():
 
 
 ROOT = repository_root()
-NUMBER = re.compile(r"^\s*([-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?)\s*(x|%|s|ms|MiB|GiB|MB|GB)?\s*$", re.I)
+LEADING = re.compile(r"^([-+]?\d*\.?\d+(?:e[-+]?\d+)?)", re.I)  # "19.0x (9.6x CPU)" -> 19.0
 PLUSMINUS = re.compile(r"^\s*([-+]?\d*\.?\d+)\s*(?:±|\+/-|\+-)\s*(\d*\.?\d+)\s*$")
+MISSING = {"", "-", "—", "n/a", "na", "nan"}
 
 
 def cells(line):
     line = line.strip().strip("|")
-    return [c.strip().strip("*`") for c in re.split(r"(?<!\\)\|", line)]
+    return [re.sub(r"[*`]", "", c).strip() for c in re.split(r"(?<!\\)\|", line)]
 
 
 def tables(path):
@@ -71,18 +72,31 @@ def tables(path):
 
 
 def numeric(column):
-    """Values (and error bars) of a column, or None if some cell is not a number."""
-    values, errors = [], []
+    """Values, error bars and whether some cell had text after its number; None if not numeric.
+
+    A column is numeric when every cell is a number, ``mean ± sd`` or missing (``-``), and at
+    least one cell is a number. Only the leading number of a cell such as ``19.0x (9.6x CPU)``
+    is drawn.
+    """
+    values, errors, extra = [], [], False
     for cell in column:
         if (m := PLUSMINUS.match(cell)) is not None:
             values.append(float(m.group(1)))
             errors.append(float(m.group(2)))
-        elif (m := NUMBER.match(cell)) is not None:
+        elif cell.lower() in MISSING:
+            values.append(np.nan)
+            errors.append(0.0)
+        elif (m := LEADING.match(cell)) is not None:
             values.append(float(m.group(1)))
             errors.append(0.0)
+            rest = cell[m.end() :].strip()
+            extra |= bool(rest) and rest.lower() not in {"x", "%", "s", "ms", "mib", "gib", "mb"}
         else:
             return None
-    return np.array(values), np.array(errors)
+    values = np.array(values)
+    if np.isnan(values).all():
+        return None
+    return values, np.array(errors), extra
 
 
 found = []
@@ -124,21 +138,31 @@ def draw(source, section, header, rows):
     n = len(value_cols)
     ncols = min(n, 4)
     nrows = -(-n // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 2.6 * nrows + 0.6), squeeze=False)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(3.2 * ncols, 3.0 * nrows + 0.8), squeeze=False, layout="constrained"
+    )
     for ax, j in zip(axes.flat, value_cols):
-        values, errors = parsed[j]
+        values, errors, extra = parsed[j]
         ax.bar(range(len(values)), values, yerr=errors if errors.any() else None, color="tab:blue")
-        positive = values[values > 0]
+        positive = values[np.nan_to_num(values) > 0]
         if positive.size and positive.max() / positive.min() > 100:
             ax.set_yscale("log")
         ax.set_xticks(range(len(values)), labels, rotation=60, ha="right", fontsize=7)
-        ax.set_title(header[j], fontsize=8)
+        ax.set_title(header[j] + (" (first number)" if extra else ""), fontsize=8)
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
     fig.suptitle(f"{section}  ({source})", fontsize=9)
-    fig.tight_layout()
     return fig
 
 
-figures = [draw(*t) for t in found]
+counts = {}
+for _, section, _, _ in found:
+    counts[section] = counts.get(section, 0) + 1
+seen = {}
+figures = []
+for source, section, header, rows in found:
+    if counts[section] > 1:
+        seen[section] = seen.get(section, 0) + 1
+        section = f"{section}, table {seen[section]} of {counts[section]}"
+    figures.append(draw(source, section, header, rows))
 print(f"{sum(f is not None for f in figures)} figure(s) drawn from {len(found)} table(s)")
