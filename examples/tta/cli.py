@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import protocol
+from . import dist, protocol
 from .data import MODALITIES, MissingFeatureError
 from .train import Interrupted, NonFiniteLossError
 
@@ -192,20 +192,35 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns a process exit code."""
     args = resolve(build_parser().parse_args(argv))
     t0 = time.time()
+    dist.setup(args.device)  # torchrun: process group + this rank's device; else nothing
+    try:
+        return _run(args, t0)
+    finally:
+        dist.teardown()
+
+
+def _run(args: argparse.Namespace, t0: float) -> int:
+    """Run the protocol; only rank 0 (or the single process) prints."""
+    main_rank = dist.is_main()
     try:
         results = protocol.run_protocol(args)
     except NonFiniteLossError as exc:
-        print(
-            f"\nSTOPPED: {exc}\nLower --lr, check the inputs for NaN, or use --loss nll.",
-            file=sys.stderr,
-        )
+        if main_rank:
+            print(
+                f"\nSTOPPED: {exc}\nLower --lr, check the inputs for NaN, or use --loss nll.",
+                file=sys.stderr,
+            )
         return 3
     except MissingFeatureError as exc:
-        print(f"\nERROR: {exc}", file=sys.stderr)
+        if main_rank:
+            print(f"\nERROR: {exc}", file=sys.stderr)
         return 4
     except Interrupted as exc:
-        print(f"\n{exc}; rerun with --resume to continue", file=sys.stderr)
+        if main_rank:
+            print(f"\n{exc}; rerun with --resume to continue", file=sys.stderr)
         return 5
+    if not main_rank:
+        return 0
     table = (Path(args.out) / "table.txt").read_text()
     cfg = results["config"]
     print()
@@ -213,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{cfg['source']}: {cfg['n_patients']} patients, {cfg['n_events']} events, "
         f"modalities {','.join(args.modalities)}, {len(cfg['folds'])} folds, "
         f"device {cfg['device_used']}"
+        + (f", {dist.world()} ranks ({dist.backend()})" if dist.active() else "")
     )
     for note in cfg["notes"]:
         print(f"  note: {note}")

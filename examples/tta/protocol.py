@@ -32,6 +32,7 @@ from minmaxfuse.survival import (
     logrank_test,
 )
 
+from . import dist as _dist
 from . import report
 from .batches import ModalityInfo, PatientData
 from .data import (
@@ -454,6 +455,8 @@ def train_config(args) -> TrainConfig:
 
 
 def _device(name: str) -> torch.device:
+    if _dist.device() is not None:  # torchrun: cuda:LOCAL_RANK or cpu, chosen by dist.setup
+        return _dist.device()
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
@@ -505,7 +508,9 @@ def run_method_fold(
                 discretize_time(data.time[trn], data.event[trn], n_bins=args.n_bins),
                 dtype=torch.float32,
             )
-        crit = SurvivalCriterion(args.loss, edges=edges, alpha=args.nll_alpha)
+        crit = SurvivalCriterion(
+            args.loss, edges=edges, alpha=args.nll_alpha, gather=_dist.active()
+        )
         seed_everything(args.seed * 7919 + fold.k)
         mods = data.modalities
         if method.startswith("single_"):
@@ -560,22 +565,24 @@ def run_method_fold(
             def surv_fn(grid):
                 return nll_survival(logit_test, e_np, grid)
 
-        report.save_torch(
-            fdir / "checkpoint.pt",
-            {
-                "model": state,
-                "method": method,
-                "fold": fold.k,
-                "modalities": [m.name for m in mods],
-                "config": vars(args),
-                "bin_edges": None if edges is None else edges.tolist(),
-            },
-        )
-        if extras:
+        if _dist.is_main():
+            report.save_torch(
+                fdir / "checkpoint.pt",
+                {
+                    "model": state,
+                    "method": method,
+                    "fold": fold.k,
+                    "modalities": [m.name for m in mods],
+                    "config": vars(args),
+                    "bin_edges": None if edges is None else edges.tolist(),
+                },
+            )
+        if extras and _dist.is_main():
             write_explanations(fdir, ds, sub, test, extras)
         if args.drop_modality and args.drop_modality in [m.name for m in mods] and len(mods) > 1:
             rec.update(_drop_modality_scores(model, sub, test, crit, cfg, device, args))
-        (fdir / "state.pt").unlink(missing_ok=True)
+        if _dist.is_main():
+            (fdir / "state.pt").unlink(missing_ok=True)
     rec.update(
         fold_metrics(
             train_time=data.time[trn],
@@ -600,7 +607,9 @@ def run_method_fold(
         for i, r in zip(test, risk_test)
     ]
     rec["seconds"] = _time.time() - t_start
-    report.write_json(res_path, rec)
+    if _dist.is_main():
+        report.write_json(res_path, rec)
+    _dist.barrier()  # no rank starts the next fold (or checks --resume files) before rank 0 wrote
     return rec
 
 
@@ -718,7 +727,8 @@ def summarise(method: str, recs: list[dict]) -> dict:
 def run_protocol(args) -> dict:
     """Run every method on every fold and write all outputs; returns the results dict."""
     out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if _dist.is_main():
+        out_dir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(max(1, args.threads)) if args.threads else None
     device = _device(args.device)
     tcga = Path(args.tcga) if args.tcga else None
@@ -734,7 +744,7 @@ def run_protocol(args) -> dict:
     folds = dataset_folds(ds, args)
     methods = method_list(args, ds.modalities)
     cfg = train_config(args)
-    show = not args.quiet
+    show = not args.quiet and _dist.is_main()
     per_method: dict[str, list[dict]] = {m: [] for m in methods}
     for fold in folds:
         data = fold_data(ds, fold)
@@ -786,6 +796,8 @@ def run_protocol(args) -> dict:
             "wall_seconds": _time.time() - t0,
         }
     )
+    if _dist.active():
+        config["distributed"] = {"world_size": _dist.world(), "backend": _dist.backend()}
     results = {
         "method": methods[0],
         "c_index_mean": main["c_index_mean"],
@@ -795,10 +807,12 @@ def run_protocol(args) -> dict:
         "methods": summaries,
         "config": config,
     }
-    report.write_json(out_dir / "results.json", results)
-    results["logrank_p"] = _write_outputs(out_dir, per_method, methods, ds)
-    table = results_table(summaries, methods)
-    report.write_text(out_dir / "table.txt", table + "\n")
+    if _dist.is_main():
+        report.write_json(out_dir / "results.json", results)
+        results["logrank_p"] = _write_outputs(out_dir, per_method, methods, ds)
+        table = results_table(summaries, methods)
+        report.write_text(out_dir / "table.txt", table + "\n")
+    _dist.barrier()  # the other ranks wait until rank 0 has written every output
     return results
 
 

@@ -12,11 +12,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 
 def atomic_write(path: str | Path, write: Callable[[io.BufferedWriter], None]) -> None:
-    """Write through a temporary file in the same directory, then rename (atomic on POSIX)."""
+    """Write through a temporary file in the same directory, then rename (atomic on POSIX).
+
+    Under torchrun only rank 0 writes: any other rank calling this is a bug and raises.
+    """
     path = Path(path)
+    if dist.is_available() and dist.is_initialized() and dist.get_rank() != 0:
+        raise RuntimeError(f"rank {dist.get_rank()} tried to write {path}; only rank 0 writes")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

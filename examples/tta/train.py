@@ -20,6 +20,7 @@ from minmaxfuse.survival import (
     risk_from_logits,
 )
 
+from . import dist as _dist
 from .batches import PatientData
 from .report import save_torch
 
@@ -98,19 +99,31 @@ def warmup_cosine(total: int, warmup: int):
 class SurvivalCriterion:
     """Cox partial likelihood (default) or discrete-time NLL with bins from the training fold."""
 
-    def __init__(self, kind: str, *, edges: Tensor | None = None, alpha: float = 0.0) -> None:
+    def __init__(
+        self,
+        kind: str,
+        *,
+        edges: Tensor | None = None,
+        alpha: float = 0.0,
+        gather: bool = False,
+    ) -> None:
         self.kind = kind
         self.edges = edges
-        self.cox = CoxPHLoss(ties="efron")
+        # gather=True: under torchrun the Cox risk sets span the global batch of all ranks
+        self.cox_train = CoxPHLoss(ties="efron", gather=gather)
+        self.cox = CoxPHLoss(ties="efron")  # whole-split evaluation: every rank has all rows
         self.nll = NLLSurvLoss(alpha=alpha)
 
     @property
     def out_dim(self) -> int:
         return 1 if self.kind == "cox" else int(self.edges.numel()) - 1
 
-    def __call__(self, logits: Tensor, time: Tensor, event: Tensor) -> Tensor:
+    def __call__(
+        self, logits: Tensor, time: Tensor, event: Tensor, *, train: bool = False
+    ) -> Tensor:
         if self.kind == "cox":
-            return self.cox(logits[:, 0].float(), time, event)
+            cox = self.cox_train if train else self.cox
+            return cox(logits[:, 0].float(), time, event)
         bins = assign_time_bins(time, self.edges.to(time.device))
         return self.nll(logits.float(), bins, event)
 
@@ -233,6 +246,17 @@ def train_fold(
     model.to(device)
     opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr)
     bs = max(2, min(cfg.batch_size, len(fit_rows)))
+    net: nn.Module = model
+    if _dist.active():
+        if bs < _dist.world():
+            raise ValueError(
+                f"`--batch-size` must be at least the number of ranks ({_dist.world()}) so that "
+                f"every rank gets patients; got an effective batch of {bs}."
+            )
+        # every rank sees a shard of each global batch; DDP averages the gradients
+        net = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
     steps_per_epoch = max(1, len(fit_rows) // bs)
     total = steps_per_epoch * cfg.epochs
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -269,18 +293,28 @@ def train_fold(
             rows = order[s * bs : (s + 1) * bs]
             if len(rows) < 2:
                 continue
+            rows = _dist.shard(rows)  # the whole global batch when not distributed
             step = epoch * steps_per_epoch + s
             inputs = data.batch(rows, device, bag_size=cfg.bag_size, generator=gen)
             t, e = data.labels(rows, device)
             progress = step / steps_per_epoch  # epochs done, for the mass curriculum
             with _autocast(device, cfg.amp):
-                out = model(inputs, progress=progress, present=None)
-            surv = crit(out["logits"], t, e)
+                out = net(inputs, progress=progress, present=None)
+            surv = crit(out["logits"], t, e, train=True)
             total_loss, terms = model.objective(surv, out)
             if step == cfg.inject_nan_step:
                 total_loss = total_loss * float("nan")
-            values = {k: float(v.detach()) for k, v in terms.items()}
-            values["total"] = float(total_loss.detach())
+            if _dist.active():
+                # mean over ranks (the Cox term is already global): logs and the finiteness
+                # check below agree on every rank, so all ranks stop together
+                names = [*terms, "total"]
+                vec = torch.stack(
+                    [v.detach().double().reshape(()) for v in (*terms.values(), total_loss)]
+                )
+                values = dict(zip(names, _dist.mean_over_ranks(vec).tolist()))
+            else:
+                values = {k: float(v.detach()) for k, v in terms.items()}
+                values["total"] = float(total_loss.detach())
             if not all(math.isfinite(v) for v in values.values()):
                 bad = ", ".join(f"{k}={v:.4g}" for k, v in values.items())
                 raise NonFiniteLossError(
@@ -302,6 +336,9 @@ def train_fold(
             vr, vl, _ = predict(model, data, val_rows, crit, cfg, device)
             rec["val_c_index"] = c_index(data.time[val_rows], data.event[val_rows], vr)
             rec["val_loss"] = fold_loss_full(crit, vl, data.time[val_rows], data.event[val_rows])
+            # checkpoint selection must not depend on float noise between ranks: use rank 0's
+            vals = _dist.from_main((rec["val_c_index"], rec["val_loss"]))
+            rec["val_c_index"], rec["val_loss"] = vals
         if cfg.select == "val_cindex":
             score = rec.get("val_c_index", float("nan"))
         elif cfg.select == "val_loss":
@@ -321,7 +358,7 @@ def train_fold(
             bar.set_postfix(
                 loss=f"{rec['train_loss']:.3f}", val_c=f"{rec.get('val_c_index', float('nan')):.3f}"
             )
-        if state_path is not None:
+        if state_path is not None and _dist.is_main():
             save_torch(
                 state_path,
                 {
