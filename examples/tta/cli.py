@@ -115,7 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = p.add_argument_group("training")
     t.add_argument("--epochs", type=int, default=None, help="default 5 synthetic, 30 real (TTA)")
-    t.add_argument("--batch-size", type=int, default=32)
+    t.add_argument(
+        "--batch-size",
+        type=int,
+        default=32,
+        help="patients per global batch (split across ranks under torchrun)",
+    )
     t.add_argument("--lr", type=float, default=None, help="default 1e-4 (2e-3 synthetic)")
     t.add_argument("--weight-decay", type=float, default=1e-5)
     t.add_argument(

@@ -58,6 +58,11 @@ def setup(device_name: str) -> torch.device | None:
     if use_cuda:
         if not torch.cuda.is_available():
             raise RuntimeError("`--device cuda` requested but CUDA is not available")
+        if local >= torch.cuda.device_count():
+            raise RuntimeError(
+                f"LOCAL_RANK {local} has no GPU: {torch.cuda.device_count()} visible; use "
+                "--nproc_per_node <= the number of GPUs (or --device cpu for gloo)"
+            )
         torch.cuda.set_device(local)
         device, backend = torch.device("cuda", local), "nccl"
     else:
