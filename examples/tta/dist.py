@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-_STATE: dict[str, Any] = {"backend": None, "local_rank": 0}
+_STATE: dict[str, Any] = {"backend": None, "local_rank": 0, "owned": False}
 
 
 def launched() -> bool:
@@ -67,17 +67,18 @@ def setup(device_name: str) -> torch.device | None:
         device, backend = torch.device("cuda", local), "nccl"
     else:
         device, backend = torch.device("cpu"), "gloo"
-    if not dist.is_initialized():
+    owned = not dist.is_initialized()
+    if owned:
         dist.init_process_group(backend=backend)
-    _STATE.update(backend=backend, local_rank=local, device=device)
+    _STATE.update(backend=backend, local_rank=local, device=device, owned=owned)
     return device
 
 
 def teardown() -> None:
-    """Destroy the process group created by :func:`setup` (no-op otherwise)."""
-    if _STATE["backend"] is not None and dist.is_initialized():
+    """Destroy the process group created by :func:`setup` (a caller's own group is kept)."""
+    if _STATE["owned"] and dist.is_initialized():
         dist.destroy_process_group()
-    _STATE.update(backend=None, local_rank=0)
+    _STATE.update(backend=None, local_rank=0, owned=False)
     _STATE.pop("device", None)
 
 
