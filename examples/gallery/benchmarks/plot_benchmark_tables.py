@@ -14,6 +14,7 @@ such.
 # Reading the tables
 # ------------------
 import re
+import textwrap
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -47,8 +48,13 @@ def tables(path):
     if not path.exists():
         return
     lines = path.read_text(encoding="utf-8").splitlines()
-    section, caption, i = path.name, "", 0
+    section, caption, i, fenced = path.name, "", 0, False
     while i < len(lines):
+        if lines[i].lstrip().startswith("```"):
+            fenced = not fenced
+        if fenced:  # "#" starts a comment, not a heading, inside a code block
+            i += 1
+            continue
         if lines[i].startswith("#"):
             section, caption = lines[i].lstrip("#").strip(), ""
         elif lines[i].startswith("**") and "**" in lines[i][2:]:  # e.g. "**A. TTA-like weights**"
@@ -60,13 +66,20 @@ def tables(path):
             and "-" in lines[i + 1]
         )
         if is_table:
+            # The line just above a table usually says what its numbers are.
+            above = next((x.strip() for x in reversed(lines[max(0, i - 3) : i]) if x.strip()), "")
+            if above.startswith("**") and "**" in above[2:]:
+                above = above[above.index("**", 2) + 2 :].lstrip(" :")
+            above = re.sub(r"[*`]", "", above)
+            above = above if len(above) <= 90 else above[:87] + "..."
             header = cells(lines[i])
             rows = []
             i += 2
             while i < len(lines) and lines[i].strip().startswith("|"):
                 rows.append(cells(lines[i]))
                 i += 1
-            yield (f"{section}: {caption}" if caption else section), header, rows
+            title = f"{section}: {caption}" if caption else section
+            yield (f"{title}\n{above}" if above else title), header, rows
             continue
         i += 1
 
@@ -103,7 +116,8 @@ found = []
 for readme in (ROOT / "benchmarks" / "README.md", ROOT / "examples" / "README.md"):
     for section, header, rows in tables(readme):
         found.append((readme.relative_to(ROOT), section, header, rows))
-        print(f"{readme.relative_to(ROOT)}: '{section}' ({len(rows)} rows)")
+        name = section.replace("\n", " | ")
+        print(f"{readme.relative_to(ROOT)}: '{name}' ({len(rows)} rows)")
 for readme in ("benchmarks/README.md", "examples/README.md"):
     path = ROOT / readme
     if not path.exists():
@@ -151,7 +165,8 @@ def draw(source, section, header, rows):
         ax.set_title(header[j] + (" (first number)" if extra else ""), fontsize=8)
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
-    fig.suptitle(f"{section}  ({source})", fontsize=9)
+    title = f"{section}  ({source})".split("\n")
+    fig.suptitle("\n".join(textwrap.fill(line, 30 * ncols + 20) for line in title), fontsize=9)
     return fig
 
 
