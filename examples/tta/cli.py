@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from . import dist, protocol
-from .data import MODALITIES, MissingFeatureError
+from .data import MODALITIES, DataFileError, MissingFeatureError
 from .train import Interrupted, NonFiniteLossError
 
 _REPO = Path(__file__).resolve().parents[2]
@@ -220,6 +220,10 @@ def _run(args: argparse.Namespace, t0: float) -> int:
         if main_rank:
             print(f"\nERROR: {exc}", file=sys.stderr)
         return 4
+    except DataFileError as exc:
+        if main_rank:
+            print(f"\nERROR: {exc}", file=sys.stderr)
+        return 6
     except Interrupted as exc:
         if main_rank:
             print(f"\n{exc}; rerun with --resume to continue", file=sys.stderr)

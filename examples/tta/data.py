@@ -15,6 +15,7 @@ Conventions (see ``shared/docs/peers.md`` §2-3):
 from __future__ import annotations
 
 import warnings
+import zipfile
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -91,11 +92,27 @@ class Cohort:
         )
 
 
-def _read_table(path: str | Path) -> pd.DataFrame:
+class DataFileError(ValueError):
+    """A table (cohort, labels, groups, splits) is missing, truncated or unparsable."""
+
+
+def read_csv_checked(path: str | Path, **kwargs) -> pd.DataFrame:
+    """``pd.read_csv`` whose failures (truncated zip, bad encoding, parse error) name the file."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"cohort table {str(path)!r} does not exist")
-    df = pd.read_csv(path, low_memory=False)
+        raise DataFileError(f"table {str(path)!r} does not exist")
+    try:
+        return pd.read_csv(path, **kwargs)
+    except (OSError, EOFError, UnicodeDecodeError, zipfile.BadZipFile, pd.errors.ParserError,
+            pd.errors.EmptyDataError, ValueError) as exc:  # fmt: skip
+        raise DataFileError(
+            f"cannot read table {str(path)!r} ({type(exc).__name__}: {exc}); the file may be "
+            "truncated or corrupt: download or copy it again"
+        ) from exc
+
+
+def _read_table(path: str | Path) -> pd.DataFrame:
+    df = read_csv_checked(path, low_memory=False)
     return df.drop(columns=[c for c in df.columns if c.startswith("Unnamed:")])
 
 
@@ -278,7 +295,7 @@ class GroupSpec:
 
 def read_group_file(path: str | Path) -> dict[str, list[str]]:
     """Group file: columns are group names, cells gene names (NaN padded)."""
-    df = pd.read_csv(path)
+    df = read_csv_checked(path)
     df = df.drop(columns=[c for c in df.columns if str(c).startswith("Unnamed:")])
     return {str(c): [str(g).strip() for g in df[c].dropna()] for c in df.columns}
 
@@ -390,7 +407,7 @@ def read_split_files(spec: str | Path, k: int) -> tuple[list[str], list[str]]:
     spec = str(spec)
     p = Path(spec)
     if (p / f"splits_{k}.csv").exists():
-        df = pd.read_csv(p / f"splits_{k}.csv")
+        df = read_csv_checked(p / f"splits_{k}.csv")
         if not {"train", "val"} <= set(df.columns):
             raise ValueError(f"{p / f'splits_{k}.csv'} must have columns train, val")
         return _clean_ids(df["train"]), _clean_ids(df["val"])
@@ -398,8 +415,8 @@ def read_split_files(spec: str | Path, k: int) -> tuple[list[str], list[str]]:
         spec = spec.rstrip("/")[:-1] + "{k}"
     d = Path(spec.replace("{k}", str(k)))
     if (d / "train.csv").exists() and (d / "test.csv").exists():
-        tr = pd.read_csv(d / "train.csv", usecols=["case_id"])
-        te = pd.read_csv(d / "test.csv", usecols=["case_id"])
+        tr = read_csv_checked(d / "train.csv", usecols=["case_id"])
+        te = read_csv_checked(d / "test.csv", usecols=["case_id"])
         return list(dict.fromkeys(_clean_ids(tr["case_id"]))), list(
             dict.fromkeys(_clean_ids(te["case_id"]))
         )
