@@ -244,9 +244,11 @@ def test_bins_equal_pandas_qcut_cut_recipe(data, n_bins, outer):
         return
     ref = pd.cut(time, bins=q, labels=False, right=False, include_lowest=True)
     np.testing.assert_array_equal(S.assign_time_bins(time, edges), ref)
-    np.testing.assert_array_equal(edges[1:-1], q[1:-1])
-    if outer == "data":
-        np.testing.assert_array_equal(edges, q)
+    # pandas 2.x quantiles are bit-identical to ours; pandas 3.x interpolates in a different
+    # order, which moves an interpolated edge by up to one ulp (seen: 0.833...33 vs 0.833...333).
+    np.testing.assert_allclose(edges[1:-1], q[1:-1], rtol=4 * np.finfo(np.float64).eps, atol=0)
+    if outer == "data":  # outer edges are min - eps and max + eps, computed alike
+        np.testing.assert_array_equal(edges[[0, -1]], q[[0, -1]])
 
 
 def test_runtime_does_not_import_scikit_survival_or_scipy():
