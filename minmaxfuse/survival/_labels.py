@@ -56,7 +56,8 @@ def discretize_time(
     -----
     The inner edges are the :math:`k / T` quantiles (:math:`k = 1, \dots, T - 1`, linear
     interpolation) of the event times, computed with the same floating-point operations as
-    :func:`pandas.qcut` (``np.percentile`` at ``100 * linspace(0, 1, T + 1)``). Bins
+    :func:`pandas.qcut` in pandas 2.x, the version MCAT's labels come from (``np.percentile``
+    at ``100 * linspace(0, 1, T + 1)``; pandas 3 may differ by one ulp on interpolated edges). Bins
     are right-open, :math:`[e_k, e_{k+1})`: see :func:`assign_time_bins`. This is the
     discretisation of MCAT, MOTCat, CMTA, PORPOISE and SurvPath (``pd.qcut`` on uncensored
     patients, outer edges moved to min - 1e-6 / max + 1e-6, ``pd.cut(right=False)``). MCAT fits
