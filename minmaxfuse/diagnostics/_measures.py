@@ -299,7 +299,8 @@ def token_transport_mass(
     r"""Mass each token sends to the prototypes (its row sum of the plan).
 
     With a partial plan (mass :math:`\rho < 1`, the rest sent to a sink) the row sums act as
-    per-token confidence: tokens the solver finds costly keep little mass (TTA §2.3).
+    per-token confidence: tokens the solver finds costly keep little
+    mass (as in TTA's partial transport).
 
     Parameters
     ----------

@@ -118,7 +118,7 @@ class ModalityAnchors(nn.Module):
     Notes
     -----
     Deviation from the authors' code: the default ``residual=True`` adds residual connections
-    and an output projection to TTA's single-head block (``tta_method.md`` §9.15 allows it);
+    and an output projection to TTA's single-head block (a deliberate, documented deviation);
     without them the anchor's information reaches the other tokens only through attention
     and the block cannot represent the identity. ``residual=False`` reproduces TTA. The
     anchors are initialised ``randn`` as in TTA.

@@ -245,17 +245,18 @@ class PrototypeUOTAlign(nn.Module):
     ``mask=`` to :class:`~minmaxfuse.losses.DistinctContrastive` so that the Apart term skips
     it too.
 
-    **Deviations from the authors' code** (``tta_method.md`` §2, §9):
+    **Deviations from the authors' code** (github.com/Y-Research-SBU/TTA, commit f847140):
 
     * padding is masked properly: padded tokens get no marginal mass, logits 0 (never
       ``-inf``), no aggregation weight and no loss; TTA's ``-inf`` logits made a padded
-      patient's OT NaN (§9.9);
+      patient's OT NaN;
     * the SP²OT semantic term (:math:`\lambda_1`, an MM loop over a token-token similarity) is
-      omitted: a plain log-domain UOT with the same marginals, which §9.4 allows;
+      omitted: a plain log-domain UOT with the same
+      marginals (the authors never measured that term's effect);
     * single head only (TTA's 5-head primary-head selection and its SK consistency loss, which
       sits at :math:`\log K` in the authors' logs, are not implemented);
     * ``mass`` defaults to 1.0: TTA evaluates with :math:`\rho \approx 0.106` because no step is
-      passed at inference (§9.8); pass ``rho=mass_ramp(0.0)`` to reproduce that.
+      passed at inference; pass ``rho=mass_ramp(0.0)`` to reproduce that.
     * precision: the projections follow autocast; the cosine logits, the cost, the plan, the
       aggregation and the loss are computed in at least float32 with autocast off (TTA solves in
       float64; the solver works in at least float32). ``prototype_tokens`` come back in the
@@ -266,7 +267,7 @@ class PrototypeUOTAlign(nn.Module):
     References
     ----------
     .. [1] Liu, Ren, Zhang, Lin, You (2025). Together, Then Apart. arXiv:2511.18089.
-    .. [2] Zhang, Fei, et al. (2024). P²OT: progressive partial optimal transport for deep
+    .. [2] Zhang, C., Ren, H., He, X. (2024). P²OT: progressive partial optimal transport for deep
        imbalanced clustering. ICLR.
 
     Examples

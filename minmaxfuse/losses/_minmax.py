@@ -79,7 +79,8 @@ class MinMaxObjective(nn.Module):
 
     Notes
     -----
-    **How the paper's min-max maps onto this** (``tta_method.md`` §4, §9.2). TTA speaks of
+    **How the paper's min-max maps onto this** (read from the authors' released code,
+    github.com/Y-Research-SBU/TTA). TTA speaks of
     *minimising* the cross-modal discrepancy (Together) and *maximising* representational
     diversity (Apart), but the released code minimises one scalar with AdamW,
 
