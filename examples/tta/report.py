@@ -110,6 +110,14 @@ def _plt():
     return plt
 
 
+def _save_png(plt, fig, path: str | Path, *, dpi: int) -> None:
+    """Render ``fig`` to PNG in memory, close it, and write the bytes atomically to ``path``."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    plt.close(fig)
+    atomic_write(path, lambda f: f.write(buf.getvalue()))
+
+
 def plot_km(
     path: str | Path,
     groups: dict[str, tuple[np.ndarray, np.ndarray]],
@@ -137,10 +145,7 @@ def plot_km(
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write(path, lambda f: f.write(buf.getvalue()))
+    _save_png(plt, fig, path, dpi=110)
     return True
 
 
@@ -160,10 +165,7 @@ def plot_curves(path: str | Path, histories: dict[int, list[dict]]) -> bool:
         ax.set_xlabel("epoch")
     axes[1].legend(fontsize=7)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    atomic_write(path, lambda f: f.write(buf.getvalue()))
+    _save_png(plt, fig, path, dpi=100)
     return True
 
 
@@ -185,10 +187,7 @@ def plot_heatmap(
     ax.set_title(title, fontsize=9)
     fig.colorbar(im, ax=ax)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write(path, lambda f: f.write(buf.getvalue()))
+    _save_png(plt, fig, path, dpi=110)
     return True
 
 
