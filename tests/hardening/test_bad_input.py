@@ -1145,6 +1145,80 @@ CASES: list[Case] = [
         TypeError,
         "dtype",
     ),
+    # FeatureTokenizer
+    Case(
+        "FeatureTokenizer", "F 0", lambda: layers.FeatureTokenizer(0, 4), ValueError, "num_features"
+    ),
+    Case("FeatureTokenizer", "dim 0", lambda: layers.FeatureTokenizer(3, 0), ValueError, "dim"),
+    Case(
+        "FeatureTokenizer", "bias", lambda: layers.FeatureTokenizer(3, 4, bias=1), TypeError, "bias"
+    ),
+    Case(
+        "FeatureTokenizer",
+        "missing",
+        lambda: layers.FeatureTokenizer(3, 4, missing="mean"),
+        ValueError,
+        "missing",
+    ),
+    Case(
+        "FeatureTokenizer",
+        "rank",
+        lambda: layers.FeatureTokenizer(3, 4)(rnd(2, 3, 1)),
+        ValueError,
+        "x",
+    ),
+    Case(
+        "FeatureTokenizer",
+        "F mismatch",
+        lambda: layers.FeatureTokenizer(3, 4)(rnd(2, 4)),
+        ValueError,
+        "x",
+        "F = num_features = 3",
+    ),
+    Case(
+        "FeatureTokenizer",
+        "int input",
+        lambda: layers.FeatureTokenizer(3, 4)(torch.ones(2, 3, dtype=torch.long)),
+        TypeError,
+        "x",
+    ),
+    Case(
+        "FeatureTokenizer",
+        "float64 input, float32 layer",
+        lambda: layers.FeatureTokenizer(3, 4)(rnd(2, 3, dtype=torch.float64)),
+        TypeError,
+        "x",
+    ),
+    Case(
+        "FeatureTokenizer",
+        "NaN without mask",
+        lambda: layers.FeatureTokenizer(3, 4)(with_value(rnd(2, 3), (0, 1), NAN)),
+        ValueError,
+        "x",
+    ),
+    Case(
+        "FeatureTokenizer",
+        "NaN in an observed entry",
+        lambda: layers.FeatureTokenizer(3, 4)(
+            with_value(rnd(2, 3), (0, 1), NAN), with_value(mask(2, 3), (0, 2), False)
+        ),
+        ValueError,
+        "x",
+    ),
+    Case(
+        "FeatureTokenizer",
+        "mask shape",
+        lambda: layers.FeatureTokenizer(3, 4)(rnd(2, 3), mask(2, 4)),
+        ValueError,
+        "mask",
+    ),
+    Case(
+        "FeatureTokenizer",
+        "float mask",
+        lambda: layers.FeatureTokenizer(3, 4)(rnd(2, 3), torch.ones(2, 3)),
+        TypeError,
+        "mask",
+    ),
 ]
 
 
