@@ -316,8 +316,10 @@ def sinkhorn_uot(
         elif grad == "implicit":
             # every marginal hard (known from the floats: no host sync in the backward)
             balanced = math.isinf(rho1) and math.isinf(rho2)
+            # rows / columns without mass occur only with user masses (padded rows have f = 0)
+            zero_mass = (a is not None, b is not None)
             P, f, g, n_iter, conv = ImplicitUOT.apply(
-                C, aw, bw, eps, t1, t2, max_iter, tol, check_every, balanced
+                C, aw, bw, eps, t1, t2, max_iter, tol, check_every, balanced, zero_mass
             )
         else:
             P, f, g, n_iter, conv = _solver.solve(

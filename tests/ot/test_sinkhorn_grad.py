@@ -117,3 +117,48 @@ def test_half_precision_gradients():
         assert r.plan.dtype == dt
         (r.plan.float() * W.float()).sum().backward()
         assert Cg.grad.dtype == dt and torch.isfinite(Cg.grad.float()).all()
+
+
+@pytest.mark.parametrize("reg_m", [1.0, (math.inf, 1.0), (1.0, math.inf), (0.5, 2.0)], ids=str)
+def test_implicit_potential_gradients_on_zero_mass_rows_and_columns(reg_m):
+    # a valid row with a_i = 0 (column with b_j = 0) still has a potential f_i (g_j), fixed by a
+    # half-step from the other side; its gradient must match unroll and finite differences
+    g = torch.Generator().manual_seed(3)
+    C = torch.rand(2, 5, 3, generator=g, dtype=torch.float64)
+    a = torch.rand(2, 5, generator=g, dtype=torch.float64) + 0.1
+    b = torch.rand(2, 3, generator=g, dtype=torch.float64) + 0.1
+    a[:, 1] = 0.0
+    b[:, 2] = 0.0
+    if reg_m == (1.0, math.inf):  # hard columns: b must carry the mass of a
+        b = b / b.sum(-1, keepdim=True) * a.sum(-1, keepdim=True)
+    w1 = torch.randn(2, 5, generator=g, dtype=torch.float64)
+    w2 = torch.randn(2, 3, generator=g, dtype=torch.float64)
+    grads = {}
+    for grad in ("implicit", "unroll"):
+        Cg, ag, bg = (t.clone().requires_grad_() for t in (C, a, b))
+        r = sinkhorn_uot(Cg, ag, bg, reg=0.3, reg_m=reg_m, grad=grad, **CONVERGED)
+        ((r.f * w1).sum() + (r.g * w2).sum()).backward()
+        grads[grad] = (Cg.grad, ag.grad, bg.grad)
+    assert grads["implicit"][0][:, 1].abs().max() > 0.1  # the row without mass is not cut off
+    for got, want in zip(grads["implicit"], grads["unroll"]):
+        torch.testing.assert_close(got, want, atol=1e-9, rtol=1e-7)
+
+    def fn(Cv):
+        r = sinkhorn_uot(Cv, a, b, reg=0.3, reg_m=reg_m, **CONVERGED)
+        return r.f, r.g
+
+    assert torch.autograd.gradcheck(fn, (C.clone().requires_grad_(),), atol=1e-6, rtol=1e-5)
+
+
+def test_implicit_f_gradient_issue_reproducer():
+    a = torch.rand(1, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    a[:, 1] = 0
+    c = torch.rand(1, 4, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    grads = []
+    for grad in ("implicit", "unroll"):
+        cg = c.clone().requires_grad_()
+        sinkhorn_uot(cg, a, tol=1e-14, max_iter=10**5, grad=grad).f.sum().backward()
+        grads.append(cg.grad)
+    # f_1 = -t1 eps log sum_j b_j exp(-C_1j / eps) (+ g): its C-gradients sum to t1 = 1 / 1.1
+    torch.testing.assert_close(grads[0][0, 1].sum(), torch.tensor(1 / 1.1, dtype=torch.float64))
+    torch.testing.assert_close(grads[0], grads[1], atol=1e-9, rtol=1e-7)
