@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import contextlib
 import math
+import numbers
+import operator
 from collections.abc import Iterable, Sequence
 from typing import Literal
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -54,8 +57,7 @@ def set_value_checks(enabled: bool) -> bool:
     False
     """
     global _VALUE_CHECKS
-    if not isinstance(enabled, bool):
-        raise TypeError(f"`enabled` must be a bool; got {type(enabled).__name__}.")
+    enabled = check_bool(enabled, "enabled")
     previous, _VALUE_CHECKS = _VALUE_CHECKS, enabled
     return previous
 
@@ -111,12 +113,56 @@ def check_reduction(reduction: object) -> Reduction:
     return check_choice(reduction, _REDUCTIONS, "reduction")  # type: ignore[return-value]
 
 
+def _is_bool(value: object) -> bool:
+    return isinstance(value, (bool, np.bool_)) or (
+        isinstance(value, Tensor) and value.dtype == torch.bool
+    )
+
+
+def _type_name(value: object) -> str:
+    if isinstance(value, Tensor):
+        return f"a {value.dtype} tensor of shape {tuple(value.shape)} on {value.device.type}"
+    return type(value).__name__
+
+
 def _as_float(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        if isinstance(value, Tensor) and value.numel() == 1:
+    """A real scalar as a float: Python and numpy numbers, one-element real tensors; no bools."""
+    if _is_bool(value):
+        raise TypeError(f"`{name}` must be a real number, not a bool; got {value!r}.")
+    if isinstance(value, Tensor):
+        if value.numel() == 1 and not value.is_complex() and value.device.type != "meta":
             return float(value.detach())
-        raise TypeError(f"`{name}` must be a real number; got {type(value).__name__}.")
-    return float(value)
+        raise TypeError(f"`{name}` must be a real number; got {_type_name(value)}.")
+    if isinstance(value, numbers.Real):
+        return float(value)
+    raise TypeError(f"`{name}` must be a real number; got {_type_name(value)}.")
+
+
+def as_real(value: object, name: str) -> float:
+    """Return ``value`` as a finite-or-not float (numbers.Real, numpy or 0-d tensor; no bool)."""
+    return _as_float(value, name)
+
+
+def as_int(value: object, name: str) -> int:
+    """An integer scalar (Python, numpy or one-element integer tensor; no bools) as an int."""
+    if _is_bool(value):
+        raise TypeError(f"`{name}` must be an int, not a bool; got {value!r}.")
+    if isinstance(value, Tensor):
+        if value.numel() == 1 and not value.is_floating_point() and not value.is_complex():
+            if value.device.type != "meta":
+                return int(value.detach())
+        raise TypeError(f"`{name}` must be an int; got {_type_name(value)}.")
+    try:
+        return operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(f"`{name}` must be an int; got {_type_name(value)}.") from None
+
+
+def check_bool(value: object, name: str) -> bool:
+    """Return ``value`` as a bool if it is a real bool (``bool`` or ``numpy.bool_``)."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise TypeError(f"`{name}` must be a bool (True or False); got {value!r}.")
 
 
 def check_positive(value: object, name: str, *, allow_inf: bool = False) -> float:
@@ -157,12 +203,15 @@ def check_in_range(
 
 
 def check_int(value: object, name: str, *, minimum: int = 1) -> int:
-    """Return ``value`` if it is an int >= ``minimum`` (bools are rejected)."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"`{name}` must be an int; got {type(value).__name__}.")
-    if value < minimum:
-        raise ValueError(f"`{name}` must be >= {minimum}; got {value}.")
-    return value
+    """Return ``value`` as an int if it is an integer >= ``minimum`` (bools are rejected).
+
+    Python ints, numpy integers (anything with ``__index__``) and one-element integer tensors
+    are accepted, as in scikit-learn and POT.
+    """
+    v = as_int(value, name)
+    if v < minimum:
+        raise ValueError(f"`{name}` must be >= {minimum}; got {v}.")
+    return v
 
 
 # --------------------------------------------------------------------------------------------

@@ -39,7 +39,8 @@ def discretize_time(
         :math:`\min_i t_i - \varepsilon` and :math:`\max_i t_i + \varepsilon` over *all* given
         times (censored included); later times outside that range cannot be binned.
     eps : float, default 1e-6
-        Widening of the outer edges for ``outer="data"``.
+        Widening of the outer edges for ``outer="data"``; it must change them (``eps = 0``
+        would leave the largest time outside the right-open last bin).
 
     Returns
     -------
@@ -94,6 +95,13 @@ def discretize_time(
         lo, hi = -np.inf, np.inf
     else:
         lo, hi = t.min() - eps, t.max() + eps
+        if not (lo < t.min() and hi > t.max()):
+            raise ValueError(
+                f"`eps` must widen the outer edges (min(time) - eps < min(time) and "
+                f"max(time) + eps > max(time) in float64); got eps={eps} for times in "
+                f"[{t.min()}, {t.max()}]. The largest time would fall outside the right-open last "
+                "bin."
+            )
     edges = np.concatenate([[lo], inner, [hi]]).astype(np.float64)
     if np.any(np.diff(edges) <= 0):
         raise ValueError(
@@ -146,15 +154,33 @@ def assign_time_bins(time: Tensor | np.ndarray, edges: Tensor | np.ndarray) -> T
     if isinstance(time, Tensor):
         return _assign_torch(time, edges)
     t = as_time(time, "time")
-    ed = np.asarray(edges.detach().cpu() if isinstance(edges, Tensor) else edges, dtype=np.float64)
+    ed = _as_edges(edges)
     _check_edges(ed)
     bins = np.searchsorted(ed, t, side="right") - 1
     _check_in_edges(t, bins, ed)
     return bins.astype(np.int64)
 
 
+def _as_edges(edges: object) -> np.ndarray:
+    """Edges as a float64 numpy array; a TypeError naming ``edges`` for non-real input."""
+    if isinstance(edges, Tensor):
+        if edges.dtype == torch.bool or edges.is_complex():
+            raise TypeError(f"`edges` must hold real numbers; got dtype {edges.dtype}.")
+        if edges.device.type == "meta":
+            raise ValueError("`edges` must hold data (the edges are read); got a meta tensor.")
+        e = edges.detach().cpu()
+        return (e.float() if e.dtype == torch.bfloat16 else e).numpy().astype(np.float64)
+    arr = np.asarray(edges)
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(f"`edges` must hold real numbers; got dtype {arr.dtype}.")
+    return arr.astype(np.float64)
+
+
 def _check_edges(ed: np.ndarray) -> None:
-    if ed.ndim != 1 or ed.size < 2 or np.any(np.isnan(ed)) or np.any(np.diff(ed) <= 0):
+    # `not (diff > 0)` also rejects the NaN that np.diff gives for repeated infinite edges
+    with np.errstate(invalid="ignore"):
+        increasing = ed.ndim == 1 and bool(np.all(np.diff(ed) > 0))
+    if ed.ndim != 1 or ed.size < 2 or np.any(np.isnan(ed)) or not increasing:
         raise ValueError(
             f"`edges` must be a strictly increasing 1-d array with at least 2 entries; got "
             f"{ed.tolist()}."
@@ -177,7 +203,12 @@ def _assign_torch(time: Tensor, edges: Tensor | np.ndarray) -> Tensor:
             f"`time` must be a real 1-d tensor (N,); got dtype {time.dtype}, shape "
             f"{tuple(time.shape)}."
         )
-    ed = torch.as_tensor(edges, dtype=torch.float64, device=time.device)
+    if isinstance(edges, Tensor):
+        if edges.dtype == torch.bool or edges.is_complex():
+            raise TypeError(f"`edges` must hold real numbers; got dtype {edges.dtype}.")
+        ed = edges.to(dtype=torch.float64, device=time.device)
+    else:
+        ed = torch.as_tensor(_as_edges(edges), dtype=torch.float64, device=time.device)
     t = time.to(torch.float64)
     bins = torch.searchsorted(ed, t, right=True) - 1
     if value_checks_enabled():

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from minmaxfuse._checks import (
     Reduction,
     autocast_off,
+    check_bool,
     check_choice,
     check_finite,
     check_float,
@@ -92,7 +93,7 @@ def hazards(logits: Tensor) -> Tensor:
     TypeError
         If ``logits`` is not a floating-point tensor.
     ValueError
-        If ``logits`` is not two-dimensional.
+        If ``logits`` is not two-dimensional or holds NaN/Inf.
 
     Examples
     --------
@@ -101,7 +102,7 @@ def hazards(logits: Tensor) -> Tensor:
     >>> hazards(torch.zeros(1, 3))
     tensor([[0.5000, 0.5000, 0.5000]])
     """
-    return torch.sigmoid(_check_logits(logits))
+    return torch.sigmoid(check_finite(_check_logits(logits), "logits"))
 
 
 def survival_curve(logits: Tensor) -> Tensor:
@@ -126,7 +127,7 @@ def survival_curve(logits: Tensor) -> Tensor:
     TypeError
         If ``logits`` is not a floating-point tensor.
     ValueError
-        If ``logits`` is not two-dimensional.
+        If ``logits`` is not two-dimensional or holds NaN/Inf.
 
     Examples
     --------
@@ -135,7 +136,7 @@ def survival_curve(logits: Tensor) -> Tensor:
     >>> survival_curve(torch.zeros(1, 3))
     tensor([[0.5000, 0.2500, 0.1250]])
     """
-    logits = _check_logits(logits)
+    logits = check_finite(_check_logits(logits), "logits")
     wd = logits.dtype if logits.dtype in (torch.float32, torch.float64) else torch.float32
     with autocast_off(logits):
         log_s = torch.cumsum(F.logsigmoid(-logits.to(wd)), dim=1)
@@ -163,7 +164,7 @@ def risk_from_logits(logits: Tensor) -> Tensor:
     TypeError
         If ``logits`` is not a floating-point tensor.
     ValueError
-        If ``logits`` is not two-dimensional.
+        If ``logits`` is not two-dimensional or holds NaN/Inf.
 
     Examples
     --------
@@ -172,7 +173,7 @@ def risk_from_logits(logits: Tensor) -> Tensor:
     >>> risk_from_logits(torch.tensor([[-5.0, -5.0], [5.0, 5.0]]))
     tensor([-1.9800, -0.0067])
     """
-    logits = _check_logits(logits)
+    logits = check_finite(_check_logits(logits), "logits")
     wd = logits.dtype if logits.dtype in (torch.float32, torch.float64) else torch.float32
     with autocast_off(logits):
         return (-survival_curve(logits.to(wd)).sum(dim=1)).to(logits.dtype)
@@ -522,8 +523,7 @@ def cox_ph_loss(
     ties = check_choice(ties, _TIES, "ties")
     reduction = check_reduction(reduction)
     weight = _check_weight(weight, log_risk, "log_risk")
-    if not isinstance(gather, bool):
-        raise TypeError(f"`gather` must be a bool; got {type(gather).__name__}.")
+    gather = check_bool(gather, "gather")
     check_finite(log_risk, "log_risk")
     if time.is_floating_point():
         check_finite(time, "time")
@@ -629,9 +629,7 @@ class CoxPHLoss(nn.Module):
         super().__init__()
         self.ties = check_choice(ties, _TIES, "ties")
         self.reduction = check_reduction(reduction)
-        if not isinstance(gather, bool):
-            raise TypeError(f"`gather` must be a bool; got {type(gather).__name__}.")
-        self.gather = gather
+        self.gather = check_bool(gather, "gather")
 
     def forward(
         self, log_risk: Tensor, time: Tensor, event: Tensor, weight: Tensor | None = None

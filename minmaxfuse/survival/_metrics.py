@@ -15,6 +15,7 @@ from typing import NamedTuple
 import numpy as np
 from torch import Tensor
 
+from minmaxfuse._checks import as_int, as_real, check_bool
 from minmaxfuse.survival._stats import (
     as_event,
     as_risk,
@@ -109,9 +110,10 @@ class BootstrapResult(NamedTuple):
 
 
 def _check_tol(tied_tol: float) -> float:
-    if isinstance(tied_tol, bool) or not isinstance(tied_tol, (int, float)) or not tied_tol >= 0:
+    v = as_real(tied_tol, "tied_tol")
+    if not v >= 0:
         raise ValueError(f"`tied_tol` must be a number >= 0; got {tied_tol!r}.")
-    return float(tied_tol)
+    return v
 
 
 def _inputs(event, time, risk=None):
@@ -222,6 +224,7 @@ def concordance_index(
         raise ValueError(f"`event` must hold at least 2 samples; got {ev.size}.")
     if not ev.any():
         raise ValueError("`event` must contain at least one event; got all censored.")
+    return_counts = check_bool(return_counts, "return_counts")
     counts = harrell_counts(ev, t, r, tol)
     return _cindex_from_counts(counts, np.ones(ev.size), int(ev.sum()), return_counts)
 
@@ -332,9 +335,10 @@ def concordance_index_ipcw(
     if tau is None:
         use = np.ones(ev.size, dtype=bool)
     else:
-        if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not np.isfinite(tau):
+        if not np.isfinite(as_real(tau, "tau")):
             raise ValueError(f"`tau` must be a finite number or None; got {tau!r}.")
-        use = t < tau
+        use = t < as_real(tau, "tau")
+    return_counts = check_bool(return_counts, "return_counts")
     ipcw = _censoring_weights(train_event, train_time, ev, t, use)
     counts = harrell_counts(ev, t, r, tol)
     return _cindex_from_counts(counts, np.square(ipcw), int(ev.sum()), return_counts)
@@ -503,7 +507,8 @@ def brier_score(
     Raises
     ------
     ValueError
-        On invalid inputs or test times beyond the censoring follow-up.
+        On invalid inputs, ``surv`` outside [0, 1], an empty training set, or test times
+        beyond the censoring follow-up.
     TypeError
         If an event array is not bool.
 
@@ -536,6 +541,11 @@ def brier_score(
     ev, t, _ = _inputs(event, time)
     ts = _check_eval_times(times, t)
     s = as_surv_matrix(_np(surv), "surv", ev.size, ts.size)
+    if s.size and (s.min() < 0 or s.max() > 1):
+        raise ValueError(
+            "`surv` must hold survival probabilities in [0, 1]; got values in "
+            f"[{s.min():.4g}, {s.max():.4g}]. Pass P(T > t), e.g. from survival_curve, not risks."
+        )
     if (train_event is None) != (train_time is None):
         raise ValueError("`train_event` and `train_time` must be given together; got only one.")
     if train_event is None:
@@ -543,6 +553,8 @@ def brier_score(
     else:
         tr_e = as_event(train_event, "train_event")
         tr_t = as_time(train_time, "train_time", tr_e.size, ref="train_event")
+        if tr_e.size == 0:
+            raise ValueError("`train_time` must not be empty; got 0 samples.")
     uniq, g = km_curve(tr_e, tr_t, reverse=True)
     g_t = step_eval(uniq, g, ts, "times")
     g_y = step_eval(uniq, g, t, "time")
@@ -661,8 +673,7 @@ def kaplan_meier(*, event: ArrayLike, time: ArrayLike, reverse: bool = False) ->
     ev, t, _ = _inputs(event, time)
     if ev.size == 0:
         raise ValueError("`time` must hold at least one sample; got 0.")
-    if not isinstance(reverse, bool):
-        raise TypeError(f"`reverse` must be a bool; got {type(reverse).__name__}.")
+    reverse = check_bool(reverse, "reverse")
     uniq, s = km_curve(ev, t, reverse=reverse)
     return KaplanMeierResult(uniq, s)
 
@@ -685,7 +696,7 @@ def logrank_test(*, event: ArrayLike, time: ArrayLike, group: ArrayLike) -> LogR
     Raises
     ------
     ValueError
-        On invalid inputs, fewer than two groups or no event.
+        On invalid inputs, fewer than two groups, a missing (NaN/None) group label, or no event.
     TypeError
         If ``event`` is not bool.
 
@@ -725,6 +736,17 @@ def logrank_test(*, event: ArrayLike, time: ArrayLike, group: ArrayLike) -> LogR
     if g_raw.ndim != 1 or g_raw.shape[0] != ev.size:
         raise ValueError(
             f"`group` must have shape (N,) = ({ev.size},) like `event`; got {g_raw.shape}."
+        )
+    if g_raw.dtype.kind in "fc":
+        missing = np.isnan(g_raw)
+    elif g_raw.dtype.kind == "O":
+        missing = np.array([v is None or (isinstance(v, float) and v != v) for v in g_raw])
+    else:
+        missing = np.zeros(g_raw.shape, dtype=bool)
+    if missing.any():
+        raise ValueError(
+            f"`group` must label every patient; got {int(missing.sum())} missing (NaN/None) "
+            f"labels at indices {np.flatnonzero(missing)[:5].tolist()}."
         )
     groups, g_idx = np.unique(g_raw, return_inverse=True)
     n_groups = groups.size
@@ -804,12 +826,15 @@ def bootstrap_ci(
     Raises
     ------
     ValueError
-        If ``n_resamples`` or ``level`` is invalid, or no resample gives a defined metric.
+        If ``n_resamples``, ``level`` or ``seed`` is invalid, the metric is NaN on the full data,
+        or no resample gives a defined metric.
+    TypeError
+        If ``metric`` is not callable or ``seed`` is not an int, a Generator or None.
 
     Notes
     -----
     Resamples on which ``metric`` raises :class:`ValueError` (e.g. no event, no comparable pair)
-    are skipped and reported through ``n_valid``.
+    or returns NaN are skipped and reported through ``n_valid``.
 
     Examples
     --------
@@ -825,10 +850,22 @@ def bootstrap_ci(
     """
     if not callable(metric):
         raise TypeError(f"`metric` must be callable; got {type(metric).__name__}.")
-    if isinstance(n_resamples, bool) or not isinstance(n_resamples, int) or n_resamples < 1:
+    if as_int(n_resamples, "n_resamples") < 1:
         raise ValueError(f"`n_resamples` must be an int >= 1; got {n_resamples!r}.")
-    if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
+    n_resamples = as_int(n_resamples, "n_resamples")
+    if not 0 < as_real(level, "level") < 1:
         raise ValueError(f"`level` must be in (0, 1); got {level!r}.")
+    level = as_real(level, "level")
+    if not (seed is None or isinstance(seed, np.random.Generator)):
+        try:
+            seed_int = as_int(seed, "seed")
+        except TypeError:
+            raise TypeError(
+                f"`seed` must be an int >= 0, a numpy Generator or None; got {seed!r}."
+            ) from None
+        if seed_int < 0:
+            raise ValueError(f"`seed` must be an int >= 0, a numpy Generator or None; got {seed}.")
+        seed = seed_int
     arrays = {"event": _np(event), "time": _np(time)}
     if risk is not None:
         arrays["risk"] = _np(risk)
@@ -839,14 +876,18 @@ def bootstrap_ci(
         if a.ndim == 0 or a.shape[0] != n:
             raise ValueError(f"`{name}` must have length N = {n} like `event`; got {a.shape}.")
     estimate = float(metric(**arrays, **metric_kwargs))
+    if np.isnan(estimate):
+        raise ValueError("`metric` must be defined on the full data; got NaN.")
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     values = []
     for _ in range(n_resamples):
         idx = rng.integers(0, n, size=n)
         try:
-            values.append(float(metric(**{k: a[idx] for k, a in arrays.items()}, **metric_kwargs)))
+            value = float(metric(**{k: a[idx] for k, a in arrays.items()}, **metric_kwargs))
         except ValueError:
             continue
+        if not np.isnan(value):  # an undefined value is skipped like a raised ValueError
+            values.append(value)
     if not values:
         raise ValueError("`metric` raised ValueError on every resample; no interval can be formed.")
     low, high = np.quantile(np.asarray(values), [(1 - level) / 2, (1 + level) / 2])
