@@ -9,6 +9,8 @@ Environment switches:
 ``DOCS_OFFLINE=1``
     Switch intersphinx off. Its inventories need the network, and a failed download is a warning
     that ``-W`` turns into an error. Links to torch/numpy/POT then render as plain text.
+    MathJax is always served from the built site itself (``sphinx-mathjax-offline`` copies it to
+    ``_static/mathjax``), so formulas render without the network in every build.
 ``DOCS_NO_GALLERY=1``
     Do not execute the gallery scripts (quick local iterations on the narrative pages only).
 ``DOCS_TORCH_THREADS``
@@ -18,6 +20,7 @@ Environment switches:
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -51,16 +54,17 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
     "sphinx.ext.mathjax",
+    "sphinx-mathjax-offline",  # MathJax 3 copied into _static/: no CDN (the module name has dashes)
+    "myst_parser",  # Markdown pages: the READMEs are included with {include}
     "sphinx.ext.viewcode",
     "sphinx.ext.intersphinx",
     "numpydoc",
     "sphinx_gallery.gen_gallery",
     "mmf_apigen",
-    "mmf_markdown",
 ]
 templates_path = ["_templates"]
 exclude_patterns = ["_build", "_ext", "_templates", "**/.ipynb_checkpoints"]
-source_suffix = {".rst": "restructuredtext"}
+source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 root_doc = "index"
 default_role = "literal"
 # Unresolved references to torch/numpy objects are expected offline, so nitpicky stays off;
@@ -69,6 +73,13 @@ nitpicky = False
 python_maximum_signature_line_length = 88
 add_module_names = False
 toc_object_entries_show_parents = "hide"
+
+# -- MyST (Markdown) ------------------------------------------------------------------------
+# The results, benchmarks and command-line pages include the repository's Markdown files
+# (``examples/RESULTS.md``, ``benchmarks/README.md``, ``examples/README.md``), so GitHub and the
+# docs show the same text. Headings down to ### get GitHub-style anchors (``#how-these-...``).
+myst_enable_extensions = ["dollarmath"]
+myst_heading_anchors = 3
 
 # -- autodoc / autosummary / numpydoc -----------------------------------------------------
 # Stubs are written by mmf_apigen from each module's __all__; autosummary only renders tables.
@@ -131,3 +142,35 @@ html_theme = "furo"
 html_title = f"minmaxfuse {release}"
 html_static_path: list[str] = []
 html_show_sourcelink = False
+
+
+# -- Links between the included Markdown files -----------------------------------------------
+# ``examples/RESULTS.md`` links to ``README.md`` (the command-line manual) and back, so that the
+# links work on GitHub. In the docs these files are pages of their own: point such links at
+# the page that includes the file instead.
+INCLUDED_MARKDOWN = {  # repository file -> docs page that includes it
+    "examples/README.md": "cli",
+    "examples/RESULTS.md": "results",
+    "benchmarks/README.md": "benchmarks",
+}
+_MD_LINK = re.compile(r"\]\((?!https?:|#)([^)\s#]+\.md)(#[^)\s]*)?\)")
+
+
+def _rewrite_markdown_links(app, relative_path, parent_docname, content):
+    source = (Path(app.srcdir) / relative_path).resolve()
+
+    def page(match):
+        target = (source.parent / match.group(1)).resolve()
+        try:
+            key = target.relative_to(ROOT).as_posix()
+        except ValueError:
+            return match.group(0)
+        if key not in INCLUDED_MARKDOWN:
+            return match.group(0)
+        return f"](/{INCLUDED_MARKDOWN[key]}.md{match.group(2) or ''})"
+
+    content[0] = _MD_LINK.sub(page, content[0])
+
+
+def setup(app):
+    app.connect("include-read", _rewrite_markdown_links)

@@ -1,13 +1,11 @@
-"""Every public name is covered by the API reference, and the README tables convert cleanly.
+"""Every public name is covered by the API reference.
 
 These checks run the docs' own generators (``docs/_ext``) without Sphinx, in well under a second:
 
 * every module under ``minmaxfuse`` has an ``__all__`` and imports, and every name of every
   ``__all__`` (the package's included) gets exactly one documented page, which every other
   namespace exporting the same object links to;
-* no committed ``docs/api/<module>.rst`` page documents a module that no longer exists;
-* the Markdown-to-reST conversion of ``benchmarks/README.md`` and ``examples/README.md``
-  (included by the benchmarks and results pages) parses without a docutils warning.
+* no committed ``docs/api/<module>.rst`` page documents a module that no longer exists.
 
 The full build (``DOCS_OFFLINE=1 sphinx-build -W -b html docs docs/_build/html``) additionally
 checks at ``env-check-consistency`` that each of these names has its object in the built docs.
@@ -16,7 +14,6 @@ checks at ``env-check-consistency`` that each of these names has its object in t
 from __future__ import annotations
 
 import importlib.util
-import io
 import sys
 from pathlib import Path
 
@@ -35,7 +32,6 @@ def _load(name):
 
 
 apigen = _load("mmf_apigen")
-markdown = _load("mmf_markdown")
 
 
 @pytest.fixture(scope="module")
@@ -97,41 +93,3 @@ def test_top_level_reexports_link_to_their_subpackage(index):
 
 def test_no_stale_api_pages(index):
     assert apigen.stale_pages(index, ROOT / "docs") == []
-
-
-def _docutils_warnings(rst: str) -> str:
-    core = pytest.importorskip("docutils.core", reason="docutils comes with the docs extra")
-    publish_doctree = core.publish_doctree
-
-    stream = io.StringIO()
-    publish_doctree(
-        rst,
-        settings_overrides={"warning_stream": stream, "report_level": 2, "halt_level": 5},
-    )
-    return stream.getvalue()
-
-
-def test_markdown_conversion_example():
-    md = (
-        "# Title\n\nText with `code`s, **bold**, a [link](https://example.org) and snake_case_.\n\n"
-        "## Section\n\n| n | time (s) | ratio |\n|---|---|---|\n| 1e3 | 0.1 | 2.5x |\n"
-        "| 1e4 | | 3x |\n\n- item one\n  continued\n- item two\n\n```bash\npython x.py\n```\n"
-        "\n* parent:\n  * child one\n    continued\n  * child two\n* next parent\nA paragraph.\n"
-        "\n1. first\n   - nested under a number\n2. second\n"
-    )
-    rst = markdown.convert(md)
-    assert "Title" not in rst  # the page has its own title
-    assert "Section\n-------" in rst
-    assert ".. list-table::" in rst and "     - 2.5x" in rst
-    assert "``code``\\ s" in rst and "`link <https://example.org>`__" in rst
-    assert ".. code-block:: bash" in rst
-    assert _docutils_warnings(rst) == ""
-
-
-@pytest.mark.parametrize("readme", sorted(markdown.SOURCES.values()))
-def test_readme_converts_without_warnings(readme):
-    path = ROOT / readme
-    if not path.exists():
-        pytest.skip(f"{readme} does not exist yet")
-    rst = "Page\n====\n\n" + markdown.convert(path.read_text(encoding="utf-8"))
-    assert _docutils_warnings(rst) == ""
