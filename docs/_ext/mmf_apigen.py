@@ -27,6 +27,7 @@ import builtins
 import importlib
 import inspect
 import pkgutil
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -410,6 +411,17 @@ def _missing_reference(app, env, node, contnode):  # noqa: ANN001 - Sphinx hook 
     return None
 
 
+# A citation that starts with an author's initial (".. [1] D. R. Cox, ...") is read by reST as an
+# alphabetic enumerated list ("D." is item 4), which renders as a list overprinting the label.
+# Escaping the first period keeps the text and stops the list.
+_INITIAL_CITATION = re.compile(r"^(\s*\.\. \[[^\]]+\]\s+[A-Z])\.(\s)")
+
+
+def _escape_citation_initials(app, what, name, obj, options, lines):  # noqa: ANN001, ARG001
+    """``autodoc-process-docstring``: escape a leading initial in every citation."""
+    lines[:] = [_INITIAL_CITATION.sub(r"\1\\.\2", line) for line in lines]
+
+
 def setup(app):  # noqa: ANN001, ANN201 - Sphinx extension entry point
     """Register the API generator with Sphinx (runs before autosummary reads the sources)."""
     index = collect()
@@ -419,4 +431,5 @@ def setup(app):  # noqa: ANN001, ANN201 - Sphinx extension entry point
     app.connect("env-check-consistency", _check_consistency)
     app.connect("missing-reference", _missing_reference)
     app.connect("autodoc-process-bases", _public_bases)
+    app.connect("autodoc-process-docstring", _escape_citation_initials, priority=600)
     return {"parallel_read_safe": True, "parallel_write_safe": True, "version": "1"}
