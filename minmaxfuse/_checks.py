@@ -9,7 +9,8 @@ Two kinds of checks:
 * metadata checks (rank, shape, dtype, device) read no tensor values and always run;
 * value checks (NaN/Inf, negative masses, empty bags) read values, which forces a host/device
   synchronisation. They run by default and are skipped when :func:`set_value_checks` was called
-  with ``False`` or while :mod:`torch.compile` traces the code.
+  with ``False``, while :mod:`torch.compile` traces the code, or on ``meta`` tensors (which hold
+  no values; see :func:`reads_values`).
 
 Validators never change dtype or device of what they are given.
 """
@@ -82,6 +83,25 @@ def value_checks_enabled() -> bool:
     if compiler is not None and hasattr(compiler, "is_compiling") and compiler.is_compiling():
         return False
     return True
+
+
+def reads_values(*tensors: Tensor | None) -> bool:
+    """Whether value checks run now on these tensors.
+
+    ``False`` when :func:`value_checks_enabled` is ``False`` or when a tensor is on the ``meta``
+    device, which has no data to read (shape inference runs the metadata checks only).
+    """
+    if not value_checks_enabled():
+        return False
+    return not any(t is not None and t.device.type == "meta" for t in tensors)
+
+
+def check_has_data(x: Tensor | None, name: str, why: str) -> None:
+    """Raise a ValueError naming ``name`` if ``x`` is a ``meta`` tensor but values are needed."""
+    if x is not None and x.device.type == "meta":
+        raise ValueError(
+            f"`{name}` must hold data ({why}); got a tensor on the meta device, which has none."
+        )
 
 
 def autocast_off(like: Tensor) -> contextlib.AbstractContextManager:
@@ -289,7 +309,7 @@ def check_mask(mask: Tensor | None, shape: tuple[int, ...], name: str, like: Ten
 
 def check_finite(x: Tensor, name: str, mask: Tensor | None = None) -> Tensor:
     """Raise if ``x`` (restricted to ``mask`` where given) holds NaN or Inf (a value check)."""
-    if not value_checks_enabled():
+    if not reads_values(x, mask):
         return x
     vals = x if mask is None else x[mask]
     if vals.numel() and not bool(torch.isfinite(vals).all()):
@@ -300,7 +320,7 @@ def check_finite(x: Tensor, name: str, mask: Tensor | None = None) -> Tensor:
 
 def check_nonnegative_values(x: Tensor, name: str, mask: Tensor | None = None) -> Tensor:
     """Raise if ``x`` (restricted to ``mask`` where given) has a negative entry (a value check)."""
-    if not value_checks_enabled():
+    if not reads_values(x, mask):
         return x
     vals = x if mask is None else x[mask]
     if vals.numel():
@@ -312,7 +332,7 @@ def check_nonnegative_values(x: Tensor, name: str, mask: Tensor | None = None) -
 
 def check_nonempty_bags(mask: Tensor, name: str) -> Tensor:
     """Raise if a row of a ``(B, N)`` mask has no valid entry (a value check)."""
-    if not value_checks_enabled() or mask.numel() == 0:
+    if not reads_values(mask) or mask.numel() == 0:
         return mask
     empty = (~mask.any(dim=-1)).nonzero().flatten()
     if empty.numel():
@@ -345,7 +365,8 @@ def reduce_loss(loss: Tensor, reduction: Reduction, weight: Tensor | None = None
         if reduction == "mean":
             return loss.sum() / weight.sum().clamp_min(torch.finfo(loss.dtype).tiny)
     if reduction == "mean":
-        return loss.mean()
+        # an empty batch (B = 0) gives a graph-connected zero, not the NaN of an empty mean
+        return loss.mean() if loss.numel() else loss.sum()
     if reduction == "sum":
         return loss.sum()
     return loss

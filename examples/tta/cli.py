@@ -16,7 +16,7 @@ _REPO = Path(__file__).resolve().parents[2]
 
 
 def default_tcga() -> str | None:
-    """$MINMAXFUSE_TCGA or ../shared/data/tcga next to the repository, if present."""
+    """$MINMAXFUSE_TCGA, else a ``shared/data/tcga`` folder beside the repository, if present."""
     for cand in (os.environ.get("MINMAXFUSE_TCGA"), _REPO.parent / "shared" / "data" / "tcga"):
         if cand and Path(cand).is_dir():
             return str(cand)

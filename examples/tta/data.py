@@ -3,7 +3,7 @@
 Everything here is plain numpy / pandas / torch and independent of the model, so it can be
 tested on the real TCGA tables without training anything.
 
-Conventions (see ``shared/docs/peers.md`` §2-3):
+Conventions (those of the MCAT/PORPOISE tables):
 
 * ``censorship = 1`` means *censored*; we convert explicitly to ``event = 1 - censorship`` and
   store a boolean ``event`` (True = death / event observed).

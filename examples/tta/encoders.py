@@ -8,7 +8,7 @@
   Python loop (padded gene slots hold zeros in the input and never contribute).
 * :class:`CoAttentionFusion` - residual pre-LN self-attention + feed-forward over the
   concatenated prototype tokens of all modalities (a documented deviation from SurvPath's
-  'full' co-attention without residuals, tta_method.md §9.15).
+  'full' co-attention without residuals, used by the authors' code).
 """
 
 from __future__ import annotations

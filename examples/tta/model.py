@@ -1,6 +1,6 @@
 """The reference TTA survival model and the deep baselines, built from minmaxfuse's public API.
 
-Forward pass (tta_method.md Appendix A), for A modalities with tokens ``X_m`` (B, N_m, D):
+Forward pass (the paper, arXiv 2511.18089, and the authors' code), for A modalities with tokens ``X_m`` (B, N_m, D):
 
 1. encoders: WSI patches -> :class:`PatchEncoder`; omics groups -> :class:`GroupedEncoder`
    (one token per pathway / gene family);
@@ -137,7 +137,7 @@ class TTASurvival(nn.Module):
     ) -> dict:
         """Risk logits ``(B, out_dim)`` and every loss term / transport diagnostic."""
         tokens, masks = self.encoders(inputs, present, chunk)
-        # progress = epochs done (fractional); TTA ramps rho over 10 epochs (tta_method.md §2.2)
+        # progress = epochs done (fractional); TTA ramps rho over 10 epochs (the paper)
         rho = mass_ramp(progress / self.ramp_epochs) if progress is not None else self.rho_eval
         if not self.together:
             rho = 1.0  # the plan is not used (mix = 0, no Together loss): cheapest full-mass solve

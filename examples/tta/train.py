@@ -42,7 +42,7 @@ class Interrupted(RuntimeError):
 
 @dataclass
 class TrainConfig:
-    """Optimisation settings of one fold (defaults: tta_method.md §7, shortened for CPU)."""
+    """Optimisation settings of one fold (defaults: TTA's, shortened for CPU)."""
 
     epochs: int = 20
     batch_size: int = 32
@@ -72,7 +72,7 @@ def seed_everything(seed: int) -> None:
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """No weight decay on biases, norms and other < 2-D tensors (tta_method.md §7)."""
+    """No weight decay on biases, norms and other < 2-D tensors (as TTA)."""
     decay, no_decay = [], []
     for p in model.parameters():
         if not p.requires_grad:

@@ -8,7 +8,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from minmaxfuse._checks import check_int, check_mask, check_tensor
+from minmaxfuse._checks import check_has_data, check_int, check_mask, check_tensor
 
 
 class PaddedBags(NamedTuple):
@@ -203,6 +203,7 @@ def sample_bags(
             items = list(bags.unbind(0))
         else:
             check_mask(mask, tuple(bags.shape[:2]), "mask", bags)
+            check_has_data(mask, "mask", "the valid rows of each bag are selected by value")
             items = [b[m] for b, m in zip(bags.unbind(0), mask.unbind(0))]
     else:
         items = _check_bag_list(bags, "bags")

@@ -6,13 +6,16 @@ import torch
 from torch import Tensor
 
 from minmaxfuse._checks import (
+    check_bool,
     check_finite,
     check_float,
+    check_has_data,
     check_mask,
     check_ndim,
     check_nonnegative_values,
     check_positive,
 )
+from minmaxfuse._numerics import l2_normalize
 
 
 def _check_points(x: object, name: str, mask: Tensor | None) -> tuple[Tensor, Tensor]:
@@ -23,8 +26,28 @@ def _check_points(x: object, name: str, mask: Tensor | None) -> tuple[Tensor, Te
     return x, m
 
 
+def _valid_rows(x: Tensor, m: Tensor, given: bool) -> Tensor:
+    """Rows of ``x`` selected by the mask (a data-dependent shape, so not on the meta device)."""
+    if not given:
+        return x
+    check_has_data(m, "mask", "the valid rows are selected by value")
+    return x[m]
+
+
 def _normalize(x: Tensor) -> Tensor:
-    return x / x.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny)
+    return l2_normalize(x, dim=-1)  # scale-safe: exact for any finite scale of the rows
+
+
+def _work(x: Tensor) -> Tensor:
+    """``x`` in at least float32 (half precision has no SVD/cdist kernels on every device)."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
+def _entropy(p: Tensor, dim: int = -1) -> Tensor:
+    """``-sum p log p`` with ``0 log 0 = 0`` and a zero (not NaN) gradient at ``p = 0``."""
+    pos = p > 0
+    ps = torch.where(pos, p, torch.ones((), dtype=p.dtype, device=p.device))
+    return -torch.where(pos, ps * torch.log(ps), 0.0).sum(dim=dim)
 
 
 def effective_rank(x: Tensor, *, mask: Tensor | None = None, center: bool = True) -> Tensor:
@@ -50,7 +73,9 @@ def effective_rank(x: Tensor, *, mask: Tensor | None = None, center: bool = True
     Returns
     -------
     Tensor, shape ()
-        The effective rank (1 for a single point or an all-zero matrix, by convention).
+        The effective rank (1 for a single point or an all-zero matrix, by convention), in the
+        dtype of ``x`` (computed in at least float32). Zero singular values contribute nothing
+        (:math:`0 \log 0 = 0`, with a zero gradient), so low-rank inputs have finite gradients.
 
     Raises
     ------
@@ -72,18 +97,18 @@ def effective_rank(x: Tensor, *, mask: Tensor | None = None, center: bool = True
     1.0
     """
     x, m = _check_points(x, "x", mask)
-    x = x[m]
+    center = check_bool(center, "center")
+    in_dtype = x.dtype
+    x = _work(_valid_rows(x, m, mask is not None))
     if x.shape[0] == 0:
         raise ValueError("`x` must have at least 1 valid row; got 0.")
     if center:
         x = x - x.mean(dim=0, keepdim=True)
     s = torch.linalg.svdvals(x) if x.numel() else x.new_zeros(1)  # D = 0: rank 1 by convention
     total = s.sum()
-    if not bool(total > 0):
-        return x.new_ones(())
-    p = s / total
-    ent = -(torch.special.xlogy(p, p)).sum()
-    return ent.exp()
+    # all singular values 0 gives p = 0, entropy 0 and rank 1, with no data-dependent branch
+    p = s / torch.where(total > 0, total, torch.ones_like(total))
+    return _entropy(p).exp().to(in_dtype)
 
 
 def alignment(x: Tensor, y: Tensor, *, alpha: float = 2.0, normalize: bool = True) -> Tensor:
@@ -106,11 +131,13 @@ def alignment(x: Tensor, y: Tensor, *, alpha: float = 2.0, normalize: bool = Tru
     Returns
     -------
     Tensor, shape ()
+        Pairs that coincide contribute 0 with a zero gradient (the gradient of
+        :math:`d^\alpha` is infinite at :math:`d = 0` for :math:`\alpha < 1`).
 
     Raises
     ------
     ValueError, TypeError
-        On shape mismatch, no rows, or a non-positive ``alpha``.
+        On shape mismatch, no rows, a non-positive ``alpha`` or a non-bool ``normalize``.
 
     References
     ----------
@@ -132,9 +159,14 @@ def alignment(x: Tensor, y: Tensor, *, alpha: float = 2.0, normalize: bool = Tru
     if x.shape[0] == 0:
         raise ValueError("`x` must have at least 1 valid row; got 0.")
     alpha = check_positive(alpha, "alpha")
+    normalize = check_bool(normalize, "normalize")
     if normalize:
         x, y = _normalize(x), _normalize(y)
-    return (x - y).norm(dim=-1).pow(alpha).mean()
+    d = torch.linalg.vector_norm(x - y, dim=-1)  # (N,)
+    # d ** alpha with a zero gradient where d = 0 (it is infinite there for alpha < 1)
+    pos = d > 0
+    ds = torch.where(pos, d, torch.ones((), dtype=d.dtype, device=d.device))
+    return torch.where(pos, ds.pow(alpha), 0.0).mean()
 
 
 def uniformity(x: Tensor, *, t: float = 2.0, mask: Tensor | None = None) -> Tensor:
@@ -158,6 +190,7 @@ def uniformity(x: Tensor, *, t: float = 2.0, mask: Tensor | None = None) -> Tens
     Returns
     -------
     Tensor, shape ()
+        In the dtype of ``x`` (computed in at least float32).
 
     Raises
     ------
@@ -175,14 +208,16 @@ def uniformity(x: Tensor, *, t: float = 2.0, mask: Tensor | None = None) -> Tens
     """
     x, m = _check_points(x, "x", mask)
     t = check_positive(t, "t")
-    x = _normalize(x[m])
+    in_dtype = x.dtype
+    x = _normalize(_work(_valid_rows(x, m, mask is not None)))
     n = x.shape[0]
     if n < 2:
         raise ValueError(f"`x` must have at least 2 valid rows for uniformity; got {n}.")
-    d2 = torch.cdist(x, x).pow(2)  # (N, N)
     iu = torch.triu_indices(n, n, offset=1, device=x.device)
-    vals = -t * d2[iu[0], iu[1]]
-    return torch.logsumexp(vals, dim=0) - torch.log(x.new_tensor(float(vals.numel())))
+    diff = x[iu[0]] - x[iu[1]]  # (N (N - 1) / 2, D): smooth in x, also for coinciding points
+    vals = -t * (diff * diff).sum(dim=-1)
+    out = torch.logsumexp(vals, dim=0) - torch.log(x.new_tensor(float(vals.numel())))
+    return out.to(in_dtype)
 
 
 def modality_gap(x: Tensor, y: Tensor, *, normalize: bool = True) -> Tensor:
@@ -229,6 +264,7 @@ def modality_gap(x: Tensor, y: Tensor, *, normalize: bool = True) -> Tensor:
     for name, t in (("x", x), ("y", y)):
         if t.shape[0] == 0:
             raise ValueError(f"`{name}` must have at least 1 valid row; got 0.")
+    normalize = check_bool(normalize, "normalize")
     if normalize:
         x, y = _normalize(x), _normalize(y)
     return (x.mean(dim=0) - y.mean(dim=0)).norm()
@@ -272,7 +308,7 @@ def prototype_usage_entropy(
     Raises
     ------
     ValueError, TypeError
-        On a malformed plan or mask, or NaN/Inf/negative entries in valid rows.
+        On a malformed plan or mask, ``K = 0``, or NaN/Inf/negative entries in valid rows.
 
     Examples
     --------
@@ -282,12 +318,20 @@ def prototype_usage_entropy(
     [1.0, 1.0]
     """
     plan, m = _check_plan(plan, mask)
+    normalize = check_bool(normalize, "normalize")
+    k = plan.shape[-1]
+    if k == 0:
+        raise ValueError(f"`plan` must have K >= 1 prototypes; got {tuple(plan.shape)}.")
     plan = torch.where(m.unsqueeze(-1), plan, 0.0)  # padded rows may hold anything
+    # divide by the bag's largest entry first (a constant for autograd; the usage fractions do
+    # not depend on it), so that sums of huge entries cannot overflow
+    scale = plan.detach().amax(dim=(1, 2), keepdim=True) if plan.shape[1] else None
+    if scale is not None:
+        plan = plan / torch.where(scale > 0, scale, torch.ones_like(scale))
     usage = plan.sum(dim=1)  # (B, K)
     tot = usage.sum(dim=-1, keepdim=True)
     p = usage / tot.clamp_min(torch.finfo(plan.dtype).tiny)
-    h = -(torch.special.xlogy(p, p)).sum(dim=-1)  # (B,)
-    k = plan.shape[-1]
+    h = _entropy(p)  # (B,)
     if normalize:
         h = h / torch.log(plan.new_tensor(float(k))) if k > 1 else h * 0
     return h
@@ -329,6 +373,7 @@ def token_transport_mass(
     [[1.0, 1.0]]
     """
     plan, m = _check_plan(plan, mask)
+    relative = check_bool(relative, "relative")
     mass = torch.where(m, plan.sum(dim=-1), 0.0)  # (B, N); padded rows may hold anything
     if relative:
         mass = mass * m.sum(dim=-1, keepdim=True).to(plan.dtype)

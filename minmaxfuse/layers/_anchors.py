@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from minmaxfuse._checks import (
+    check_bool,
     check_finite,
     check_float,
     check_in_range,
@@ -37,6 +38,24 @@ class AnchorOutput(NamedTuple):
     anchors: Tensor
 
 
+class _LayerNorm(nn.LayerNorm):
+    """LayerNorm that stays finite for tokens of any finite scale.
+
+    A token whose largest entry exceeds ``2**32`` is first divided by that entry times
+    ``2**-16`` (held constant for autograd), so that its variance cannot overflow (float32
+    overflows for entries above about 1.8e19); LayerNorm is invariant to that scale up to its
+    ``eps``, whose effect on such a token is below ``1e-14`` relative. Other tokens are
+    untouched (bit-identical to :class:`torch.nn.LayerNorm`); the parameters and state dict are
+    those of :class:`torch.nn.LayerNorm`.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        s = x.detach().abs().amax(dim=-1, keepdim=True)  # (..., 1)
+        big = s > 2.0**32
+        x = torch.where(big, x / torch.where(big, s * 2.0**-16, torch.ones_like(s)), x)
+        return super().forward(x)
+
+
 class _Attention(nn.Module):
     """Multi-head self-attention without biases; optional output projection."""
 
@@ -60,10 +79,10 @@ class _RefineBlock(nn.Module):
     def __init__(self, dim: int, heads: int, dropout: float, residual: bool) -> None:
         super().__init__()
         self.residual = residual
-        self.norm1 = nn.LayerNorm(dim)
+        self.norm1 = _LayerNorm(dim)
         self.attn = _Attention(dim, heads, dropout, out_proj=residual)
         self.ff = nn.Sequential(
-            nn.LayerNorm(dim),
+            _LayerNorm(dim),
             nn.Linear(dim, dim),
             nn.GELU(),
             nn.Dropout(dropout),
@@ -151,14 +170,12 @@ class ModalityAnchors(nn.Module):
         if dim % heads:
             raise ValueError(f"`heads` must divide `dim` = {dim}; got {heads}.")
         self.dropout = check_in_range(dropout, "dropout", 0.0, 1.0, high_open=True)
-        if not isinstance(residual, bool):
-            raise TypeError(f"`residual` must be a bool; got {type(residual).__name__}.")
-        self.residual = residual
+        self.residual = check_bool(residual, "residual")
         self.anchors = nn.Parameter(torch.randn(self.num_modalities, self.dim))
         self.refiners = nn.ModuleList(
             nn.Sequential(
                 *[_RefineBlock(dim, heads, self.dropout, residual) for _ in range(refine_layers)],
-                nn.LayerNorm(dim),
+                _LayerNorm(dim),
             )
             for _ in range(self.num_modalities)
         )

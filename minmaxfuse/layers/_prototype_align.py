@@ -10,10 +10,13 @@ import torch
 from torch import Tensor, nn
 
 from minmaxfuse._checks import (
+    as_real,
     autocast_off,
+    check_bool,
     check_choice,
     check_finite,
     check_float,
+    check_has_data,
     check_in_range,
     check_int,
     check_mask,
@@ -23,8 +26,9 @@ from minmaxfuse._checks import (
     check_params_dtype,
     check_positive,
     check_same_device,
-    value_checks_enabled,
+    reads_values,
 )
+from minmaxfuse._numerics import l2_normalize
 from minmaxfuse.losses import soft_assignment_loss
 from minmaxfuse.ot import partial_uot, sinkhorn_uot
 
@@ -93,7 +97,9 @@ def prototype_aggregate(
     logits : Tensor, shape (B, N, K)
         Assignment logits.
     plan : Tensor, shape (B, N, K)
-        Non-negative transport weights (rows summing to <= 1).
+        Non-negative transport weights, TTA's ``N Q`` (rows summing to <= 1). Larger row sums
+        are accepted: the mixed weights are renormalised per row, so a larger plan row only
+        shifts the mix towards the plan (the effective :math:`\beta` grows).
     mask : Tensor of bool, shape (B, N), optional
         Valid tokens; padded ones get no weight.
     mix : float in [0, 1], default 0.5
@@ -108,8 +114,8 @@ def prototype_aggregate(
     Raises
     ------
     ValueError, TypeError
-        On mismatched shapes, a non-bool mask, NaN/Inf or a negative ``plan`` in valid rows,
-        or ``mix`` outside [0, 1].
+        On mismatched shapes or dtypes, a non-bool mask, NaN/Inf or a negative ``plan`` in
+        valid rows, ``mix`` outside [0, 1] or a non-bool ``normalize``.
 
     Examples
     --------
@@ -130,6 +136,9 @@ def prototype_aggregate(
             f"got {tuple(logits.shape)}."
         )
     check_float(plan, "plan")
+    for name, t in (("logits", logits), ("plan", plan)):
+        if t.dtype != x.dtype:
+            raise TypeError(f"`{name}` must have the dtype of `x` ({x.dtype}); got {t.dtype}.")
     if plan.shape != logits.shape:
         raise ValueError(
             f"`plan` must have the shape of `logits` {tuple(logits.shape)}; "
@@ -141,6 +150,7 @@ def prototype_aggregate(
     check_finite(plan, "plan", m)
     check_nonnegative_values(plan, "plan", m)
     beta = check_in_range(mix, "mix", 0.0, 1.0)
+    normalize = check_bool(normalize, "normalize")
     return _aggregate(x, logits, plan, m, beta, normalize)
 
 
@@ -221,7 +231,8 @@ class PrototypeUOTAlign(nn.Module):
         Accept patients whose bag for a modality is entirely masked (see Notes); otherwise
         such a bag raises.
     missing : {"borrow", "learned"}, default "borrow"
-        How a missing modality's prototype tokens are filled (only with ``allow_missing``).
+        How a missing modality's prototype tokens are filled; ``"learned"`` requires
+        ``allow_missing=True`` (a ValueError otherwise, since it would have no effect).
     max_iter : int, default 1000
         Solver iteration cap (TTA: 1000).
     tol : float, default 1e-6
@@ -312,26 +323,35 @@ class PrototypeUOTAlign(nn.Module):
         self.reg_m = check_positive(reg_m, "reg_m", allow_inf=True)
         self.mass = check_in_range(mass, "mass", 0.0, 1.0, low_open=True)
         self.mix = check_in_range(mix, "mix", 0.0, 1.0)
-        for flag, name in ((joint, "joint"), (allow_missing, "allow_missing")):
-            if not isinstance(flag, bool):
-                raise TypeError(f"`{name}` must be a bool; got {type(flag).__name__}.")
-        self.joint = joint
-        self.allow_missing = allow_missing
+        self.joint = check_bool(joint, "joint")
+        self.allow_missing = check_bool(allow_missing, "allow_missing")
         self.plan_grad = check_choice(plan_grad, _PLAN_GRADS, "plan_grad")
         self.aggregation = check_choice(aggregation, ("sum", "mean"), "aggregation")
         self.missing = check_choice(missing, ("borrow", "learned"), "missing")
+        if self.missing != "borrow" and not self.allow_missing:
+            raise ValueError(
+                f"`missing` applies only with allow_missing=True; got missing={missing!r} with "
+                "allow_missing=False. Pass allow_missing=True to fill missing modalities."
+            )
         self.max_iter = check_int(max_iter, "max_iter", minimum=1)
         self.tol = check_positive(tol, "tol")
         a = self.num_modalities
         if modality_weights is None:
             weights = [1.0 / a] * a
         else:
+            if isinstance(modality_weights, (str, bytes)) or not isinstance(
+                modality_weights, (Sequence, Tensor)
+            ):
+                raise TypeError(
+                    f"`modality_weights` must be a sequence of {a} numbers; got "
+                    f"{type(modality_weights).__name__}."
+                )
             if len(modality_weights) != a:
                 raise ValueError(
                     f"`modality_weights` must have one entry per modality (A = {a}); "
                     f"got {len(modality_weights)}."
                 )
-            weights = [float(w) for w in modality_weights]
+            weights = [as_real(w, f"modality_weights[{m}]") for m, w in enumerate(modality_weights)]
             if any(not math.isfinite(w) or w < 0 for w in weights):
                 raise ValueError(f"`modality_weights` must be finite and >= 0; got {weights}.")
         self.modality_weights = tuple(weights)
@@ -380,13 +400,20 @@ class PrototypeUOTAlign(nn.Module):
             if x.shape[1] == 0:
                 raise ValueError(f"`{name}` must have N >= 1 token slots; got {tuple(x.shape)}.")
             check_params_dtype(x, name, self.prototypes, "PrototypeUOTAlign")
+            check_has_data(x, name, "the transport solver reads values")
             check_same_device([("tokens[0]", tokens[0]), (name, x)])
             mk = check_mask(mk, tuple(x.shape[:2]), f"masks[{m}]", x)
             if not self.allow_missing:
-                check_nonempty_bags(mk, name)
+                try:
+                    check_nonempty_bags(mk, name)
+                except ValueError as err:
+                    raise ValueError(
+                        f"{err} Or pass allow_missing=True to PrototypeUOTAlign for patients "
+                        "without this modality."
+                    ) from None
             check_finite(x, name, mk)
             out.append(mk)
-        if self.allow_missing and value_checks_enabled():
+        if self.allow_missing and reads_values(*out):
             anyp = torch.stack([mk.any(dim=-1) for mk in out], dim=1).any(dim=1)
             if not bool(anyp.all()):
                 idx = (~anyp).nonzero().flatten()[:5].tolist()
@@ -474,11 +501,12 @@ class PrototypeUOTAlign(nn.Module):
     def _forward_body(self, xs, hs, mks, present, r, work, in_dtype) -> AlignOutput:
         xs = [x.to(work) for x in xs]
         protos = self.prototypes.to(work)
-        p_hat = protos / protos.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(work).eps)
+        # scale-safe normalisation: exact cosines for any finite norm (no overflow of the
+        # squared norm, no eps clamp on small vectors)
+        p_hat = l2_normalize(protos)
         logits = []
         for m, h in enumerate(hs):
-            h = h.to(work)
-            h = h / h.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(work).eps)
+            h = l2_normalize(h.to(work))
             lg = torch.einsum("bnd,kd->bnk", h, p_hat) / self.temperature  # (B, N, K)
             logits.append(lg.masked_fill(~mks[m].unsqueeze(-1), 0.0))
         costs = [-torch.log_softmax(lg, dim=-1) for lg in logits]
@@ -513,7 +541,9 @@ class PrototypeUOTAlign(nn.Module):
             dim=1,
         )  # (B, A)
         w = torch.tensor(self.modality_weights, dtype=losses.dtype, device=losses.device)
-        loss = (losses * w).sum(dim=1).mean()
+        per_patient = (losses * w).sum(dim=1)  # (B,)
+        # an empty batch (B = 0) gives a graph-connected zero, like the losses
+        loss = per_patient.mean() if per_patient.numel() else per_patient.sum()
         return AlignOutput(proto_tokens, plans, logits, loss, losses, present, r)
 
     def extra_repr(self) -> str:

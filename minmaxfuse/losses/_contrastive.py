@@ -11,15 +11,18 @@ from torch import Tensor, nn
 from minmaxfuse._checks import (
     Reduction,
     autocast_off,
+    check_bool,
     check_choice,
     check_finite,
     check_float,
     check_int,
     check_mask,
     check_ndim,
+    check_params_dtype,
     check_positive,
     check_reduction,
 )
+from minmaxfuse._numerics import l2_normalize
 from minmaxfuse.distributed import batch_sizes, gather_nograd, gather_with_grad, is_distributed
 
 Negatives = Literal["anchors", "batch"]
@@ -27,7 +30,7 @@ _NEGATIVES = ("anchors", "batch")
 
 
 def _normalize(x: Tensor) -> Tensor:
-    return x / x.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(x.dtype).eps)
+    return l2_normalize(x, dim=-1)  # exact for any finite scale (no eps clamp, no overflow)
 
 
 def distinct_contrastive_loss(
@@ -145,8 +148,7 @@ def distinct_contrastive_loss(
     check_finite(anchors, "anchors")
     tau = check_positive(temperature, "temperature")
     check_choice(negatives, _NEGATIVES, "negatives")
-    if not isinstance(symmetric, bool):
-        raise TypeError(f"`symmetric` must be a bool; got {type(symmetric).__name__}.")
+    symmetric = check_bool(symmetric, "symmetric")
     reduction = check_reduction(reduction)
     _check_gather(gather, negatives)
 
@@ -167,8 +169,7 @@ def distinct_contrastive_loss(
 
 
 def _check_gather(gather: object, negatives: str) -> bool:
-    if not isinstance(gather, bool):
-        raise TypeError(f"`gather` must be a bool; got {type(gather).__name__}.")
+    gather = check_bool(gather, "gather")
     if gather and negatives != "batch":
         raise ValueError(
             "`gather` must be False unless negatives='batch' (anchor negatives do not couple the "
@@ -268,9 +269,7 @@ class DistinctContrastive(nn.Module):
         super().__init__()
         self.temperature = check_positive(temperature, "temperature")
         self.negatives = check_choice(negatives, _NEGATIVES, "negatives")
-        if not isinstance(symmetric, bool):
-            raise TypeError(f"`symmetric` must be a bool; got {type(symmetric).__name__}.")
-        self.symmetric = symmetric
+        self.symmetric = check_bool(symmetric, "symmetric")
         self.reduction = check_reduction(reduction)
         self.gather = _check_gather(gather, self.negatives)
         self.dim = None if dim is None else check_int(dim, "dim", minimum=1)
@@ -301,11 +300,18 @@ class DistinctContrastive(nn.Module):
         """
         pooled = check_float(pooled, "pooled")
         check_ndim(pooled, 3, "pooled", "B, A, D")
-        if self.dim is not None and pooled.shape[-1] != self.dim:
-            raise ValueError(
-                f"`pooled` must have D = {self.dim} features (the head's `dim`); "
-                f"got {tuple(pooled.shape)}."
-            )
+        if self.dim is not None:
+            if pooled.shape[-1] != self.dim:
+                raise ValueError(
+                    f"`pooled` must have D = {self.dim} features (the head's `dim`); "
+                    f"got {tuple(pooled.shape)}."
+                )
+            check_params_dtype(pooled, "pooled", self.head[0].weight, "DistinctContrastive head")
+            if mask is not None:
+                # missing modalities are zeroed before the head, so that whatever they hold
+                # (NaN included) reaches neither the loss nor the head's gradients
+                m = check_mask(mask, tuple(pooled.shape[:2]), "mask", pooled)
+                pooled = torch.where(m.unsqueeze(-1), pooled, 0.0)
         return distinct_contrastive_loss(
             self.head(pooled),
             anchors,

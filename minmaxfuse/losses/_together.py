@@ -64,8 +64,9 @@ def soft_assignment_loss(
     Raises
     ------
     ValueError, TypeError
-        On shape mismatch, non-bool mask, NaN/Inf or negative ``target`` in valid entries, or a
-        negative ``min_mass``.
+        On shape mismatch, ``K = 0``, non-bool mask, NaN/Inf or negative ``target`` in valid
+        entries, or a negative ``min_mass``. An empty batch (``B = 0``) is legal and gives a
+        graph-connected zero (``"none"``: an empty tensor).
 
     Examples
     --------
@@ -77,6 +78,8 @@ def soft_assignment_loss(
     """
     logits = check_float(logits, "logits")
     check_ndim(logits, 3, "logits", "B, N, K")
+    if logits.shape[-1] == 0:
+        raise ValueError(f"`logits` must have K >= 1 prototypes; got {tuple(logits.shape)}.")
     target = check_float(target, "target")
     if target.shape != logits.shape:
         raise ValueError(

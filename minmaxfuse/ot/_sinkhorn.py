@@ -14,6 +14,7 @@ from minmaxfuse._checks import (
     check_choice,
     check_finite,
     check_float,
+    check_has_data,
     check_in_range,
     check_int,
     check_mask,
@@ -24,7 +25,7 @@ from minmaxfuse._checks import (
     check_same_device,
     check_shape,
     check_tensor,
-    value_checks_enabled,
+    reads_values,
 )
 from minmaxfuse.ot import _solver
 from minmaxfuse.ot._implicit import ImplicitUOT
@@ -249,6 +250,7 @@ def sinkhorn_uot(
         raise ValueError(
             f"`cost` must have N >= 1 rows and K >= 1 columns; got {tuple(cost.shape)}."
         )
+    check_has_data(cost, "cost", "the solver reads values to test convergence")
     eps = check_positive(reg, "reg")
     rho1, rho2 = _parse_reg_m(reg_m)
     check_choice(grad, _GRADS, "grad")
@@ -263,10 +265,10 @@ def sinkhorn_uot(
             check_shape(t, shape, name, letters)
     check_same_device([("cost", cost), ("a", a), ("b", b)])
     check_nonempty_bags(mask, "mask")
-    if value_checks_enabled() and not bool(torch.isfinite(cost).all()):
+    if reads_values(cost) and not bool(torch.isfinite(cost).all()):
         check_finite(cost, "cost", mask.unsqueeze(-1).expand(B, N, K))
     for name, t, m in (("a", a, mask), ("b", b, None)):
-        if t is not None and value_checks_enabled():
+        if t is not None and reads_values(cost):
             check_finite(t, name, m)  # padded rows of `a` are ignored
             tv = t if m is None else torch.where(m, t, 0.0)
             if bool((tv < 0).any()):
@@ -294,7 +296,7 @@ def sinkhorn_uot(
             bw = (scale / K).unsqueeze(-1).expand(B, K)
         else:
             bw = b.to(wd)
-        if value_checks_enabled():
+        if reads_values(cost):
             if bool((ma <= 0).any()):
                 raise ValueError(
                     "`a` must have positive mass on the valid rows of every bag; got zero."
@@ -381,7 +383,7 @@ def _parse_sink_mass(sink_mass: object, B: int, like: Tensor) -> Tensor | None:
         s = sink_mass.detach()
         if not s.is_floating_point():
             s = s.double()
-        if value_checks_enabled() and not bool(((s >= 0) & (s < 1)).all()):
+        if reads_values(s) and not bool(((s >= 0) & (s < 1)).all()):
             raise ValueError(
                 f"`sink_mass` must be in [0, 1); got values in "
                 f"[{float(s.min())}, {float(s.max())}]."
@@ -452,7 +454,7 @@ def partial_uot(
     if isinstance(rho, Tensor) and rho.ndim > 0:
         check_shape(rho, (B,), "rho", "B")
         r = rho.detach().to(torch.float64)
-        if value_checks_enabled() and not bool(((r > 0) & (r <= 1)).all()):
+        if reads_values(r) and not bool(((r > 0) & (r <= 1)).all()):
             raise ValueError(
                 f"`rho` must be in (0, 1]; got values in [{float(r.min())}, {float(r.max())}]."
             )

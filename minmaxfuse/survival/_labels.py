@@ -8,7 +8,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from minmaxfuse._checks import check_choice, check_int, check_nonnegative, value_checks_enabled
+from minmaxfuse._checks import (
+    check_choice,
+    check_int,
+    check_nonnegative,
+    reads_values,
+)
 from minmaxfuse.survival._stats import as_event, as_time
 
 __all__ = ["assign_time_bins", "discretize_time"]
@@ -211,7 +216,7 @@ def _assign_torch(time: Tensor, edges: Tensor | np.ndarray) -> Tensor:
         ed = torch.as_tensor(_as_edges(edges), dtype=torch.float64, device=time.device)
     t = time.to(torch.float64)
     bins = torch.searchsorted(ed, t, right=True) - 1
-    if value_checks_enabled():
+    if reads_values(time):
         ed_np = ed.cpu().numpy()
         _check_edges(ed_np)
         t_np = t.cpu().numpy()

@@ -21,7 +21,7 @@ from minmaxfuse._checks import (
     check_same_device,
     check_shape,
     check_tensor,
-    value_checks_enabled,
+    reads_values,
 )
 from minmaxfuse.distributed import batch_sizes, gather_nograd, gather_with_grad, is_distributed
 
@@ -58,7 +58,7 @@ def _check_weight(weight: object, like: Tensor, like_name: str) -> Tensor | None
     weight = check_float(weight, "weight")
     check_shape(weight, tuple(like.shape), "weight", "B")
     check_same_device([(like_name, like), ("weight", weight)])
-    if value_checks_enabled() and bool((weight < 0).any() | ~torch.isfinite(weight).all()):
+    if reads_values(weight) and bool((weight < 0).any() | ~torch.isfinite(weight).all()):
         raise ValueError("`weight` must be finite and >= 0; got a negative or non-finite entry.")
     return weight
 
@@ -275,7 +275,7 @@ def nll_surv_loss(
     alpha = check_in_range(alpha, "alpha", 0.0, 1.0)
     reduction = check_reduction(reduction)
     weight = _check_weight(weight, logits[:, 0], "logits")
-    if value_checks_enabled() and B:
+    if reads_values(time_bin) and B:
         lo, hi = int(time_bin.min()), int(time_bin.max())
         if lo < 0 or hi >= T:
             raise ValueError(
@@ -527,7 +527,7 @@ def cox_ph_loss(
     check_finite(log_risk, "log_risk")
     if time.is_floating_point():
         check_finite(time, "time")
-    if value_checks_enabled() and B and bool((time < 0).any()):
+    if reads_values(time) and B and bool((time < 0).any()):
         raise ValueError(f"`time` must be >= 0; got a minimum of {float(time.min())}.")
 
     # autocast off; half precision is computed (and returned) in float32

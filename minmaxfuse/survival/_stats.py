@@ -20,6 +20,11 @@ from torch import Tensor
 
 def _to_numpy(x: object, name: str) -> np.ndarray:
     if isinstance(x, Tensor):
+        if x.device.type == "meta":
+            raise ValueError(
+                f"`{name}` must hold data (the metrics and binning read values on the host); "
+                "got a tensor on the meta device, which has none."
+            )
         x = x.detach().cpu()
         if x.dtype == torch.bfloat16:  # numpy has no bfloat16
             x = x.float()

@@ -420,15 +420,14 @@ def test_layers_accept_half_tokens_under_autocast_only():
 
 
 # The meta device stands in for an accelerator on a CPU-only machine: a tensor created without
-# ``device=`` lands on the CPU and mixing it with meta tensors raises. Runners that read values
-# by design (solver convergence checks, numpy edges, boolean-mask selection) cannot run there.
+# ``device=`` lands on the CPU and mixing it with meta tensors raises. Value checks are skipped on
+# meta tensors (they hold no values). Runners that read values by design (solver convergence
+# checks, numpy edges, boolean-mask selection) raise a ValueError naming the argument there.
 META_UNSUPPORTED = {
     "sinkhorn_uot": "convergence checks read values",
     "partial_uot": "convergence checks read values",
     "PrototypeUOTAlign": "runs the solver",
     "discretize_time": "numpy quantiles",
-    "effective_rank": "selects valid rows by a boolean mask",
-    "uniformity": "selects valid rows by a boolean mask",
     "sample_bags": "selects valid rows by a boolean mask",
 }
 
@@ -439,3 +438,23 @@ def test_meta_device_is_kept(name):
     out = RUNNERS[name](torch.float32, "meta")
     tensors = all_tensors(out)
     assert tensors and all(t.device.type == "meta" for t in tensors)
+
+
+@pytest.mark.parametrize("name", sorted(set(RUNNERS) - set(META_UNSUPPORTED)))
+def test_meta_device_runs_with_value_checks_on(name):
+    # value checks cannot read a meta tensor: they are skipped there, not a crash in .item()
+    assert minmaxfuse.value_checks_enabled()
+    out = RUNNERS[name](torch.float32, "meta")
+    tensors = all_tensors(out)
+    assert tensors and all(t.device.type == "meta" for t in tensors)
+
+
+@pytest.mark.parametrize("name", sorted(META_UNSUPPORTED))
+@pytest.mark.parametrize("checks", [True, False], ids=["checks_on", "checks_off"])
+def test_meta_device_where_values_are_needed_is_a_named_error(name, checks):
+    prev = minmaxfuse.set_value_checks(checks)
+    try:
+        with pytest.raises(ValueError, match=r"^`[a-z_\[\]0-9]+` must hold data .*meta device"):
+            RUNNERS[name](torch.float32, "meta")
+    finally:
+        minmaxfuse.set_value_checks(prev)
