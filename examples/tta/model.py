@@ -1,6 +1,6 @@
 """The reference TTA survival model and the deep baselines, built from minmaxfuse's public API.
 
-Forward pass (the paper, arXiv 2511.18089, and the authors' code), for A modalities with tokens ``X_m`` (B, N_m, D):
+Forward pass (arXiv 2511.18089), for A modalities with tokens ``X_m`` (B, N_m, D):
 
 1. encoders: WSI patches -> :class:`PatchEncoder`; omics groups -> :class:`GroupedEncoder`
    (one token per pathway / gene family);
