@@ -163,6 +163,7 @@ def plot_curves(path: str | Path, histories: dict[int, list[dict]]) -> bool:
     axes[1].set_title("validation C-index")
     for ax in axes:
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))  # epochs are whole numbers
     axes[1].legend(fontsize=7)
     fig.tight_layout()
     _save_png(plt, fig, path, dpi=100)
