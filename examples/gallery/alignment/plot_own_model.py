@@ -128,11 +128,11 @@ fig.tight_layout()
 with torch.no_grad():
     h = [enc(t[test[:6]]) for enc, t in zip(model.encoders, tokens)]
     out = model.align(h, [m[test[:6]] for m in masks])
-fig, axes = plt.subplots(1, 2, figsize=(8, 2.6), sharey=True)
+fig, axes = plt.subplots(1, 2, figsize=(9, 2.8), sharey=True, layout="constrained")
 for ax, plan, name in zip(axes, out.plans, cohort.names):
     usage = plan.sum(1) / plan.sum((1, 2))[:, None]  # (6, K)
-    ax.imshow(usage, cmap="Purples", vmin=0)
+    im = ax.imshow(usage, cmap="Purples", vmin=0)
+    fig.colorbar(im, ax=ax, label="share of mass")
     ax.set_title(f"{name}: share of mass per slot", fontsize=9)
     ax.set_xlabel("prototype slot")
 axes[0].set_ylabel("test subject")
-fig.tight_layout()

@@ -89,18 +89,18 @@ runs = {"joint=True": train(True), "joint=False": train(False)}
 # Each panel shows, for every latent type, where its tokens' mass goes (rows sum to one). Sharp
 # rows mean the types are recognised; the overlap between the two modalities' rows of the same
 # type says whether a type uses the *same* prototypes in both modalities.
-fig, axes = plt.subplots(2, 4, figsize=(11, 4.2), sharex=True, sharey=True)
+fig, axes = plt.subplots(2, 4, figsize=(11, 4.2), sharex=True, sharey=True, layout="constrained")
 for row, (name, snaps) in enumerate(runs.items()):
     for j, (when, step) in enumerate([("before", 0), ("after", max(snaps))]):
         for m, mod in enumerate("AB"):
             ax = axes[row, 2 * j + m]
-            ax.imshow(snaps[step][m], cmap="Greens", vmin=0, vmax=1)
+            im = ax.imshow(snaps[step][m], cmap="Greens", vmin=0, vmax=1)
             ax.set_title(f"{name}, {mod}, {when}", fontsize=8)
 for ax in axes[1]:
     ax.set_xlabel("prototype")
 for ax in axes[:, 0]:
     ax.set_ylabel("latent type")
-fig.tight_layout()
+fig.colorbar(im, ax=axes, label="share of the type's mass", shrink=0.9)
 
 
 def summary(snap):

@@ -8,9 +8,9 @@ the mass and sends the rest to a sink. This example draws the plans of a small 1
 show what each knob does:
 
 * ``reg`` (:math:`\\varepsilon`) blurs the plan;
-* ``reg_m`` (:math:`\\rho`) decides how strictly the prescribed masses must be matched;
-* the transported mass ``rho`` of the partial problem decides how many tokens are matched at
-  all; the others give their mass to the sink.
+* ``reg_m`` (:math:`\\lambda`) decides how strictly the prescribed masses must be matched;
+* the transported mass ``rho`` (:math:`\\rho`) of the partial problem decides how many tokens
+  are matched at all; the others give their mass to the sink.
 
 The maths is on :doc:`/concepts/uot`.
 """
@@ -47,8 +47,10 @@ cost = (2 * cost / cost.max())[None].double()  # (B=1, N=30, K=4)
 print("cost", tuple(cost.shape), "in", [round(float(cost.min()), 2), round(float(cost.max()), 2)])
 
 
-def show(ax, plan, title):
-    ax.imshow(plan.T, aspect="auto", cmap="Blues", interpolation="nearest")
+def show(ax, plan, title, colorbar_for=None):
+    """Draw ``plan`` (tokens x prototypes) with a colourbar next to ``colorbar_for`` (or ``ax``)."""
+    im = ax.imshow(plan.T, aspect="auto", cmap="Blues", interpolation="nearest", vmin=0)
+    ax.figure.colorbar(im, ax=ax if colorbar_for is None else colorbar_for, label="mass")
     ax.set_title(title, fontsize=9)
     ax.set_yticks(range(len(prototypes)), [f"p{k}" for k in range(len(prototypes))])
     ax.set_xticks([])
@@ -60,25 +62,26 @@ def show(ax, plan, title):
 # With hard marginals on both sides (``reg_m=math.inf``, balanced OT) every token must send its
 # mass and every prototype, the empty one included, must receive a quarter of it. Small ``reg``
 # gives a sharp, nearly one-to-one plan; large ``reg`` spreads every token over all prototypes.
-fig, axes = plt.subplots(1, 3, figsize=(10, 2.6), sharey=True)
+fig, axes = plt.subplots(1, 3, figsize=(11, 2.8), sharey=True, layout="constrained")
 for ax, reg in zip(axes, [0.01, 0.1, 1.0]):
     res = sinkhorn_uot(cost, reg=reg, reg_m=math.inf, max_iter=5000)
     show(ax, res.plan[0], f"reg={reg}, reg_m=inf\nconverged={bool(res.converged[0])}")
 axes[0].set_xlabel("tokens (sorted) ->")
-fig.tight_layout()
 
 # %%
 # Marginal relaxation: ``reg_m``
 # ------------------------------
 # Relaxing the marginals lets the plan deviate from the prescribed masses at a KL price
-# :math:`\rho`. With a small ``reg_m`` the empty prototype ``p3`` stops receiving mass and the
+# :math:`\lambda`. With a small ``reg_m`` the empty prototype ``p3`` stops receiving mass and the
 # outliers on the right, expensive for every prototype, send less. The row sums (mass sent per
 # token) make this visible.
-fig, axes = plt.subplots(2, 3, figsize=(10, 4.4), sharex=True, height_ratios=[3, 1.3])
+fig, axes = plt.subplots(
+    2, 3, figsize=(11, 4.6), sharex=True, height_ratios=[3, 1.3], layout="constrained"
+)
 for col, reg_m in enumerate([0.05, 1.0, math.inf]):
     res = sinkhorn_uot(cost, reg=0.05, reg_m=reg_m, max_iter=5000)
     plan = res.plan[0]
-    show(axes[0, col], plan, f"reg=0.05, reg_m={reg_m}")
+    show(axes[0, col], plan, f"reg=0.05, reg_m={reg_m}", colorbar_for=axes[:, col])
     axes[1, col].bar(range(len(tokens)), plan.sum(1) * len(tokens), color="tab:blue")
     axes[1, col].axhline(1.0, color="k", lw=0.8, ls=":")
     axes[1, col].set_ylim(0, 1.6)
@@ -88,7 +91,6 @@ for col, reg_m in enumerate([0.05, 1.0, math.inf]):
         f"mass received by the empty prototype {float(plan[:, 3].sum()):.3f}"
     )
 axes[1, 0].set_ylabel("N x row sum")
-fig.tight_layout()
 
 # %%
 # Partial transport and the sink
@@ -97,11 +99,13 @@ fig.tight_layout()
 # ``rho`` may reach the prototypes; the rest goes to a zero-cost sink. Tokens with a high cost
 # to every prototype are the first to give up their mass. The row sums of ``N x plan`` are
 # therefore a per-token *confidence*, the quantity TTA uses to down-weight uninformative tokens.
-fig, axes = plt.subplots(2, 3, figsize=(10, 4.4), sharex=True, height_ratios=[3, 1.3])
+fig, axes = plt.subplots(
+    2, 3, figsize=(11, 4.6), sharex=True, height_ratios=[3, 1.3], layout="constrained"
+)
 for col, rho in enumerate([0.2, 0.6, 1.0]):
     res = partial_uot(cost, rho, reg=0.05, reg_m_cols=1.0, max_iter=5000)
     plan = res.plan[0]
-    show(axes[0, col], plan, f"partial_uot, rho={rho}")
+    show(axes[0, col], plan, f"partial_uot, rho={rho}", colorbar_for=axes[:, col])
     confidence = plan.sum(1) * len(tokens)
     axes[1, col].bar(range(len(tokens)), confidence, color="tab:green")
     axes[1, col].set_ylim(0, 1.05)
@@ -113,7 +117,6 @@ for col, rho in enumerate([0.2, 0.6, 1.0]):
     )
 axes[1, 0].set_ylabel("confidence")
 axes[1, 0].set_xlabel("tokens (sorted) ->")
-fig.tight_layout()
 
 # %%
 # Padding changes nothing
