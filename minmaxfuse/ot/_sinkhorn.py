@@ -11,6 +11,7 @@ from torch import Tensor
 
 from minmaxfuse._checks import (
     autocast_off,
+    check_bool,
     check_choice,
     check_finite,
     check_float,
@@ -195,8 +196,9 @@ def sinkhorn_uot(
         If ``cost``, ``a``, ``b`` are not floating-point tensors or ``mask`` is not bool.
     ValueError
         On a wrong rank or shape, a non-positive ``reg`` or ``reg_m``, an unknown ``grad``, a
-        ``sink_mass`` outside ``[0, 1)``, NaN/Inf costs on valid rows, negative masses, or a bag
-        without valid rows or mass.
+        ``sink_mass`` outside ``[0, 1)``, NaN/Inf costs on valid rows, negative masses, a bag
+        without valid rows or mass, or costs so large in magnitude that the plan or value is
+        not representable (value checks).
 
     Notes
     -----
@@ -219,6 +221,15 @@ def sinkhorn_uot(
     :math:`\rho` is infinite is omitted (its constraint holds). With a sink the plan has a
     ``K + 1``-th column, ``b`` is extended by ``sink_mass * sum(a)``, the entropic term covers
     the sink column and the column relaxation covers the real columns only.
+
+    Each row of the cost is first shifted by a constant :math:`c_i`, which is exact: the shift
+    moves into :math:`f` and, for a soft row, into its mass,
+    :math:`a_i e^{-c_i/(\rho_1+\varepsilon)}`. Hard rows are shifted by their minimum, so
+    they are solved for costs of any finite size; soft rows by their minimum clipped to
+    :math:`\pm 43 (\rho_1 + \varepsilon)` (float32). When the plan or value is not
+    representable anyway (e.g. soft rows with costs near -1e30, whose optimal mass overflows,
+    or near 3e38 in float32, where ``cost / reg`` overflows), a ValueError is raised (a value
+    check) instead of returning NaN or Inf.
 
     On CPU the problems are solved in cache-sized chunks in the scaling domain on a kernel into
     which the potentials are absorbed (re-absorbed when the scalings leave
@@ -257,6 +268,7 @@ def sinkhorn_uot(
     max_iter = check_int(max_iter, "max_iter", minimum=1)
     check_every = check_int(check_every, "check_every", minimum=1)
     tol = check_nonnegative(tol, "tol")
+    warn = check_bool(warn, "warn")
     user_mask = mask is not None
     mask = check_mask(mask, (B, N), "mask", cost)
     for name, t, letters, shape in (("a", a, "B, N", (B, N)), ("b", b, "B, K", (B, K))):
@@ -309,24 +321,28 @@ def sinkhorn_uot(
             bw = torch.cat([bw, (s_mass * ma).unsqueeze(-1)], dim=-1)
             t2 = torch.cat([t2, t2.new_ones(1)])
         t1 = _damping(rho1, eps)
+        Cs, a_s, shift = _shift_rows(C, aw, eps, rho1)
 
         if grad == "unroll":
             f, g, n_iter, conv = _solver.unrolled(
-                C, aw, bw, eps, t1, t2, max_iter, tol, check_every
+                Cs, a_s, bw, eps, t1, t2, max_iter, tol, check_every
             )
-            P = torch.exp(_log_ratio(f, g, C, aw, bw, eps)) * (aw.unsqueeze(-1) * bw.unsqueeze(-2))
+            P = torch.exp(_log_ratio(f, g, Cs, a_s, bw, eps)) * (
+                a_s.unsqueeze(-1) * bw.unsqueeze(-2)
+            )
         elif grad == "implicit":
             # every marginal hard (known from the floats: no host sync in the backward)
             balanced = math.isinf(rho1) and math.isinf(rho2)
             # rows / columns without mass occur only with user masses (padded rows have f = 0)
             zero_mass = (a is not None, b is not None)
             P, f, g, n_iter, conv = ImplicitUOT.apply(
-                C, aw, bw, eps, t1, t2, max_iter, tol, check_every, balanced, zero_mass
+                Cs, a_s, bw, eps, t1, t2, max_iter, tol, check_every, balanced, zero_mass
             )
         else:
             P, f, g, n_iter, conv = _solver.solve(
-                C.detach(), aw.detach(), bw.detach(), eps, t1, t2, max_iter, tol, check_every
+                Cs.detach(), a_s.detach(), bw.detach(), eps, t1, t2, max_iter, tol, check_every
             )
+        f = f + t1 * shift  # potentials of the unshifted problem
 
         if grad == "envelope":
             value = _envelope_value(P, f, g, C, aw, bw, eps, rho1, rho2, K, t2)
@@ -342,6 +358,15 @@ def sinkhorn_uot(
             f = f + s.unsqueeze(-1)
             g = g - s.unsqueeze(-1)
         f = torch.where(mask, f, 0.0)
+        if reads_values(cost) and not bool(torch.isfinite(P).all() & torch.isfinite(value).all()):
+            raise ValueError(
+                "`cost` must give a transport plan representable in "
+                f"{P.dtype}; got a non-finite plan or value for costs in "
+                f"[{float(C[..., :K].min()):.4g}, {float(C[..., :K].max()):.4g}] with reg={eps}, "
+                f"reg_m={reg_m}. With soft rows the transported mass grows like "
+                "exp(-cost / (reg_m + reg)): rescale the cost (with reg and reg_m), use float64, "
+                "or make the rows hard (reg_m=(math.inf, ...))."
+            )
         plan = P[..., :K] if s_mass is not None else P  # no slice node without a sink
         sink = P[..., K] if s_mass is not None else P.new_zeros(B, N)
         res = UOTResult(
@@ -362,6 +387,25 @@ def sinkhorn_uot(
             stacklevel=2,
         )
     return res
+
+
+def _shift_rows(C: Tensor, a: Tensor, eps: float, rho1: float) -> tuple[Tensor, Tensor, Tensor]:
+    """Subtract a per-row constant ``c_i`` from the cost and move it into the row mass (exact).
+
+    With ``C = C' + c 1^T`` the fixed point of ``(C, a, b)`` is that of ``(C', a', b)`` with
+    ``a'_i = a_i exp(-c_i / (rho1 + eps))`` (``a' = a`` for hard rows) and ``f = f' + t1 c``;
+    the plan is the same, and so are the iterates from zero. ``c`` is a constant for autograd
+    (the identity holds for any ``c``). Hard rows are shifted by their minimum; soft rows by
+    their minimum clipped so that the factor on ``a`` stays within the square root of the
+    dtype's range. Returns ``C', a', c (B, N)``.
+    """
+    shift = C.detach().amin(dim=-1)  # (B, N); 0 on padded rows (their cost is 0)
+    if math.isinf(rho1):
+        return C - shift.unsqueeze(-1), a, shift
+    cap = 0.5 * -math.log(torch.finfo(C.dtype).tiny) * (rho1 + eps)
+    shift = shift.clamp(-cap, cap)
+    a_s = torch.where(a > 0, a * torch.exp(-shift / (rho1 + eps)), 0.0)
+    return C - shift.unsqueeze(-1), a_s, shift
 
 
 def _log_ratio(f: Tensor, g: Tensor, C: Tensor, a: Tensor, b: Tensor, eps: float) -> Tensor:

@@ -75,3 +75,21 @@ def test_partial_uot_errors(rho, kwargs, match):
 def test_inf_reg_m_accepted():
     r = sinkhorn_uot(C, reg_m=(math.inf, math.inf))
     assert torch.isfinite(r.plan).all()
+
+
+def test_flags_and_numpy_scalars():
+    import numpy as np
+
+    cost = torch.rand(2, 4, 3)
+    with pytest.raises(TypeError, match="`warn` must be a bool"):
+        sinkhorn_uot(cost, warn="yes")
+    res = sinkhorn_uot(
+        cost,
+        reg=np.float32(0.1),
+        reg_m=(np.float64(1.0), torch.tensor(2.0)),
+        max_iter=np.int64(300),
+        warn=np.bool_(False),
+    )
+    assert bool(res.converged.all())
+    with pytest.raises(TypeError, match="`max_iter` must be an int, not a bool"):
+        sinkhorn_uot(cost, max_iter=True)
