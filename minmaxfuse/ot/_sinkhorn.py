@@ -129,7 +129,7 @@ def sinkhorn_uot(
     .. math::
 
         \min_{P \ge 0} \langle P, C \rangle + \varepsilon\, \mathrm{KL}(P \,|\, a b^\top)
-        + \rho_1 \mathrm{KL}(r \,|\, a) + \rho_2 \mathrm{KL}(c \,|\, b),
+        + \lambda_1 \mathrm{KL}(r \,|\, a) + \lambda_2 \mathrm{KL}(c \,|\, b),
 
     the problem solved by POT's ``ot.unbalanced.sinkhorn_unbalanced(a, b, M, reg, reg_m,
     reg_type="kl")``, here batched, masked, computed in the log domain with absorption, and
@@ -148,7 +148,8 @@ def sinkhorn_uot(
     reg : float, default 0.1
         Entropic regularisation :math:`\varepsilon > 0`.
     reg_m : float or pair of floats, default 1.0
-        Marginal relaxation :math:`\rho_1 = \rho_2` or a pair ``(rho_rows, rho_cols)``.
+        Marginal relaxation :math:`\lambda_1 = \lambda_2` or a pair :math:`(\lambda_1, \lambda_2)`
+        for rows and columns.
         ``math.inf`` makes a marginal a hard constraint (both ``inf``: balanced OT, which
         needs equal total masses, sink included, or the iteration cannot converge; one:
         semi-relaxed).
@@ -178,7 +179,7 @@ def sinkhorn_uot(
     sink_mass : float in [0, 1) or Tensor of shape (B,), optional
         Partial transport: append a zero-cost sink column whose column marginal is a **hard**
         constraint equal to ``sink_mass * sum(a)`` while the ``K`` real columns keep the relaxation
-        ``rho_cols`` towards ``b``. Treated as a constant (no gradient).
+        :math:`\lambda_2` towards ``b``. Treated as a constant (no gradient).
     check_every : int, default 10
         Iterations between convergence checks; each check costs one host synchronisation.
     warn : bool, default False
@@ -203,8 +204,8 @@ def sinkhorn_uot(
     Notes
     -----
     The optimum has the form :math:`P_{ij} = a_i b_j \exp((f_i + g_j - C_{ij}) / \varepsilon)`
-    where, with :math:`t = \rho / (\rho + \varepsilon)` (:math:`t = 1` for a hard marginal), the
-    potentials are the fixed point of POT's iteration (rows first, starting from zero):
+    where, with :math:`t = \lambda / (\lambda + \varepsilon)` (:math:`t = 1` for a hard
+    marginal), the potentials are the fixed point of POT's iteration (rows first, from zero):
 
     .. math::
 
@@ -218,15 +219,15 @@ def sinkhorn_uot(
     ``value`` is the full objective with the **generalised** KL,
     :math:`\mathrm{KL}(x|y) = \sum x \log(x/y) - x + y` (mass terms included, so for the
     entropic term :math:`\sum P \log \frac{P}{ab^\top} - \sum P + \sum a \sum b`); a term whose
-    :math:`\rho` is infinite is omitted (its constraint holds). With a sink the plan has a
+    :math:`\lambda` is infinite is omitted (its constraint holds). With a sink the plan has a
     ``K + 1``-th column, ``b`` is extended by ``sink_mass * sum(a)``, the entropic term covers
     the sink column and the column relaxation covers the real columns only.
 
     Each row of the cost is first shifted by a constant :math:`c_i`, which is exact: the shift
     moves into :math:`f` and, for a soft row, into its mass,
-    :math:`a_i e^{-c_i/(\rho_1+\varepsilon)}`. Hard rows are shifted by their minimum, so
+    :math:`a_i e^{-c_i/(\lambda_1+\varepsilon)}`. Hard rows are shifted by their minimum, so
     they are solved for costs of any finite size; soft rows by their minimum clipped to
-    :math:`\pm 43 (\rho_1 + \varepsilon)` (float32). When the plan or value is not
+    :math:`\pm 43 (\lambda_1 + \varepsilon)` (float32). When the plan or value is not
     representable anyway (e.g. soft rows with costs near -1e30, whose optimal mass overflows,
     or near 3e38 in float32, where ``cost / reg`` overflows), a ValueError is raised (a value
     check) instead of returning NaN or Inf.
@@ -459,11 +460,12 @@ def partial_uot(
     cost : Tensor, shape (B, N, K)
         Cost matrices, e.g. ``1 - cos(token, prototype)`` in [0, 2].
     rho : float in (0, 1] or Tensor of shape (B,)
-        Transported mass fraction. TTA ramps it from 0.1 to 1 over training.
+        Transported mass fraction :math:`\rho`. TTA ramps it from 0.1 to 1 over training.
     reg : float, default 0.1
-        Entropic regularisation (TTA: 0.1).
+        Entropic regularisation :math:`\varepsilon` (TTA: 0.1).
     reg_m_cols : float, default 1.0
-        KL relaxation of the real columns (TTA's gamma: 1.0); ``math.inf`` makes them hard.
+        KL relaxation :math:`\lambda_2` of the real columns (TTA: 1.0); ``math.inf`` makes them
+        hard.
     mask : Tensor, shape (B, N), bool, optional
         ``True`` on valid rows.
     **kwargs
