@@ -127,7 +127,7 @@ def make_synthetic_cohort(
     num_types : int, default 8
         Instance types of ``"mixture"`` modalities.
     noise : float, default 0.5
-        Instance noise scale :math:`\sigma >= 0`.
+        Instance noise scale :math:`\sigma \geq 0`.
     shared_effect, specific_effect : float, default 1.0
         Relative weight of the shared and specific factors in the hazard (both >= 0, not both 0).
     censoring : float in [0, 1), default 0.3

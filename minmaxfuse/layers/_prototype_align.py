@@ -182,12 +182,12 @@ class PrototypeUOTAlign(nn.Module):
        semi-relaxed UOT:
 
        .. math:: \min_{Q \ge 0} \langle Q, C\rangle + \varepsilon \mathrm{KL}(Q \,|\, a b^\top)
-                 + \gamma \mathrm{KL}(Q^\top 1 \,|\, \rho/K\, 1_K)
+                 + \lambda \mathrm{KL}(Q^\top 1 \,|\, \rho/K\, 1_K)
                  \quad \text{s.t. } Q 1 + s = a,\ 1^\top s = 1 - \rho,
 
        with :math:`a` uniform over the valid tokens (padding gets no mass), a zero-cost sink
        :math:`s` absorbing mass :math:`1-\rho`, :math:`\varepsilon` = ``reg``,
-       :math:`\gamma` = ``reg_m`` (``math.inf``: balanced columns) and :math:`\rho` the
+       :math:`\lambda` = ``reg_m`` (``math.inf``: balanced columns) and :math:`\rho` the
        transported mass (``mass``, or ``rho=`` per call). For :math:`\rho = 1` there is no sink.
        It is solved by :func:`minmaxfuse.ot.partial_uot` / :func:`minmaxfuse.ot.sinkhorn_uot`.
     3. **Prototype tokens.** :func:`prototype_aggregate` with the plan scaled to
@@ -202,15 +202,19 @@ class PrototypeUOTAlign(nn.Module):
     dim : int
         Token size ``D`` of every modality (apply per-modality encoders before).
     num_prototypes : int, default 32
-        ``K``.
+        Number ``K`` of shared prototypes, the rows of the bank
+        :math:`P \in \mathbb{R}^{K \times D}` (TTA: 32). Every modality gets ``K`` prototype
+        tokens, so the fusion after this layer sees ``A * K`` tokens per patient.
     num_modalities : int, default 2
-        ``A``.
+        Number ``A`` of modalities: ``forward`` expects exactly ``A`` token tensors, in a fixed
+        order, and keeps one projection :math:`W_m` per modality.
     temperature : float, default 0.5
         :math:`\tau_s`.
     reg : float, default 0.1
         Entropic :math:`\varepsilon`.
     reg_m : float, default 1.0
-        :math:`\gamma`, the KL weight on the prototype marginal (``math.inf``: hard).
+        Marginal relaxation :math:`\lambda`, the KL weight on the prototype marginal
+        (``math.inf``: hard).
     mass : float in (0, 1], default 1.0
         Default transported mass :math:`\rho` when ``forward`` gets no ``rho``.
     mix : float in [0, 1], default 0.5
@@ -226,7 +230,7 @@ class PrototypeUOTAlign(nn.Module):
         ``"sum"`` is TTA's weighted sum (token norms grow with bag size); ``"mean"`` divides by
         the total weight of each prototype.
     modality_weights : sequence of float, optional
-        :math:`w_m >= 0` per modality; default :math:`1/A` each.
+        :math:`w_m \geq 0` per modality; default :math:`1/A` each.
     allow_missing : bool, default False
         Accept patients whose bag for a modality is entirely masked (see Notes); otherwise
         such a bag raises.
@@ -261,7 +265,7 @@ class PrototypeUOTAlign(nn.Module):
     * padding is masked properly: padded tokens get no marginal mass, logits 0 (never
       ``-inf``), no aggregation weight and no loss; TTA's ``-inf`` logits made a padded
       patient's OT NaN;
-    * the SP²OT semantic term (:math:`\lambda_1`, an MM loop over a token-token similarity) is
+    * the SP²OT semantic term (an MM loop over a token-token similarity) is
       omitted: a plain log-domain UOT with the same
       marginals (the authors never measured that term's effect);
     * single head only (TTA's 5-head primary-head selection and its SK consistency loss, which
@@ -477,8 +481,18 @@ class PrototypeUOTAlign(nn.Module):
         Returns
         -------
         AlignOutput
-            ``prototype_tokens``, ``plans``, ``logits``, ``loss``, ``losses``, ``present``,
-            ``rho``.
+            A named tuple with
+
+            * ``prototype_tokens``: list of ``A`` tensors, each ``(B, K, D)``;
+            * ``plans``: list of ``A`` tensors, each ``(B, N_m, K)``, the plan scaled by the
+              number of valid tokens (rows sum to the mass sent to real prototypes, in [0, 1]);
+            * ``logits``: list of ``A`` tensors, each ``(B, N_m, K)``;
+            * ``loss``: shape ``()``, the weighted Together loss;
+            * ``losses``: shape ``(B, A)``, per patient and modality;
+            * ``present``: bool, shape ``(B, A)``;
+            * ``rho``: float, the transported mass used.
+
+            See :class:`AlignOutput`.
 
         Raises
         ------

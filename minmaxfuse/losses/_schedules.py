@@ -148,7 +148,7 @@ class Linear(_Ramp):
     ----------
     start, end : float, default 0.0, 1.0
     steps : int, default 1000
-        Length :math:`S >= 1` of the ramp.
+        Length :math:`S \geq 1` of the ramp.
     delay : int, default 0
         Steps :math:`d` spent at ``start`` before the ramp begins.
 
