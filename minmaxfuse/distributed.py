@@ -227,9 +227,9 @@ def gather_nograd(x: Tensor, *, sizes: list[int] | None = None) -> Tensor:
     check_tensor(x, "x")
     if x.ndim == 0:
         raise ValueError("`x` must have a batch dimension (ndim >= 1); got a 0-d tensor.")
+    x = x.detach()  # detached in every case, as documented (single process included)
     if not is_distributed():
         return x
-    x = x.detach()
     if x.dtype == torch.bool:  # gloo has no bool collectives
         return gather_with_grad(x.to(torch.uint8), sizes=sizes).bool()
     return gather_with_grad(x, sizes=sizes)

@@ -50,6 +50,15 @@ def _check_bag_list(bags: object, name: str) -> list[Tensor]:
     return out
 
 
+def _check_generator(generator: object) -> torch.Generator | None:
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(
+            f"`generator` must be a torch.Generator or None; got {type(generator).__name__}. "
+            "Seed one with torch.Generator().manual_seed(seed)."
+        )
+    return generator
+
+
 def pad_bags(bags: Sequence[Tensor], *, length: int | None = None) -> PaddedBags:
     """Stack ragged bags ``(N_i, D)`` into one zero-padded batch with a validity mask.
 
@@ -128,6 +137,8 @@ def sample_bag(bag: Tensor, size: int, *, generator: torch.Generator | None = No
     ------
     ValueError
         If ``bag`` is not 2-D or ``size < 1``.
+    TypeError
+        If ``generator`` is not a :class:`torch.Generator` or None.
 
     Examples
     --------
@@ -145,6 +156,7 @@ def sample_bag(bag: Tensor, size: int, *, generator: torch.Generator | None = No
     if bag.ndim != 2:
         raise ValueError(f"`bag` must have shape (N, D); got {tuple(bag.shape)}.")
     size = check_int(size, "size", minimum=1)
+    _check_generator(generator)
     n = bag.shape[0]
     if n > size:
         dev = generator.device if generator is not None else bag.device
@@ -185,7 +197,8 @@ def sample_bags(
     Raises
     ------
     TypeError, ValueError
-        On malformed bags or mask (see :func:`pad_bags`).
+        On malformed bags or mask (see :func:`pad_bags`), or a ``generator`` that is not a
+        :class:`torch.Generator`. An empty padded batch ``(0, N, D)`` gives empty outputs.
 
     Examples
     --------
@@ -196,9 +209,16 @@ def sample_bags(
     >>> x.shape, mask.sum(dim=1).tolist()
     (torch.Size([2, 4, 2]), [4, 2])
     """
+    size = check_int(size, "size", minimum=1)
+    _check_generator(generator)
     if isinstance(bags, Tensor):
         if bags.ndim != 3:
             raise ValueError(f"`bags` must have shape (B, N, D); got {tuple(bags.shape)}.")
+        if bags.shape[0] == 0:  # an empty batch stays empty (no bag to draw from)
+            if mask is not None:
+                check_mask(mask, tuple(bags.shape[:2]), "mask", bags)
+            tokens = bags.new_zeros((0, size, bags.shape[2]))
+            return PaddedBags(tokens, torch.zeros((0, size), dtype=torch.bool, device=bags.device))
         if mask is None:
             items = list(bags.unbind(0))
         else:

@@ -164,6 +164,17 @@ def make_synthetic_cohort(
     (torch.Size([50]), torch.bool, torch.Size([50, 2]), torch.Size([50, 2]))
     """
     b = check_int(num_patients, "num_patients", minimum=2)
+    for name, seq in (
+        ("bag_sizes", bag_sizes),
+        ("dims", dims),
+        ("kinds", kinds),
+        ("min_bag_fraction", min_bag_fraction),
+    ):
+        if isinstance(seq, (str, bytes, Tensor)) or not isinstance(seq, Sequence):
+            raise TypeError(
+                f"`{name}` must be a sequence with one entry per modality; got "
+                f"{type(seq).__name__} {seq!r}."
+            )
     a = len(bag_sizes)
     if a < 1:
         raise ValueError(f"`bag_sizes` must name at least one modality; got {tuple(bag_sizes)}.")
@@ -193,7 +204,9 @@ def make_synthetic_cohort(
     cens = check_in_range(censoring, "censoring", 0.0, 1.0, high_open=True)
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise TypeError(f"`dtype` must be a floating torch.dtype; got {dtype!r}.")
-    check_int(seed, "seed", minimum=0)
+    seed = check_int(seed, "seed", minimum=0)
+    if seed >= 2**64:
+        raise ValueError(f"`seed` must be < 2**64 (a torch.Generator seed); got {seed}.")
 
     g = torch.Generator().manual_seed(seed)
     shared = _randn((b, s_dim), g, dtype)  # (B, S)
@@ -231,6 +244,10 @@ def make_synthetic_cohort(
         masks.append(mask)
 
     # hazard: unit-norm directions so that Var(eta) = 1
+    # the effects only matter relative to each other: dividing by the larger one first keeps
+    # the normalisation finite for any scale (1e-200 ** 2 underflows to 0)
+    big = max(a_s * (s_dim > 0), a_p * (p_dim > 0))
+    a_s, a_p = a_s / big, a_p / big
     eta = torch.zeros(b, dtype=dtype)
     if s_dim:
         beta = _randn((s_dim,), g, dtype)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any, Literal, NamedTuple
 
 from torch import Tensor, nn
 
-from minmaxfuse._checks import check_choice, check_tensor
+from minmaxfuse._checks import as_int, check_choice, check_same_device, check_tensor
 from minmaxfuse.losses._schedules import Schedule, check_schedule
 
 Mode = Literal["min", "max"]
@@ -75,7 +76,8 @@ class MinMaxObjective(nn.Module):
     Raises
     ------
     ValueError, TypeError
-        On an empty ``terms``, a bad mode or weight, or a name used twice.
+        On an empty ``terms``, a bad mode, a weight that is negative at some step (ramps are
+        checked at both ends), ``curricula`` that is not a mapping, or a name used twice.
 
     Notes
     -----
@@ -135,10 +137,20 @@ class MinMaxObjective(nn.Module):
             self._modes[name] = check_choice(term.mode, ("min", "max"), f"terms[{name!r}].mode")
             sched = check_schedule(term.weight, f"terms[{name!r}].weight")
             self._schedules[name] = sched
-            if sched(0) < 0:
-                raise ValueError(f"`terms[{name!r}].weight` must be >= 0; got {sched(0)}.")
+            low = sched.bounds()[0] if sched.bounds() is not None else sched(0)
+            if low < 0:
+                raise ValueError(
+                    f"`terms[{name!r}].weight` must be >= 0 at every step; got a minimum of {low}."
+                )
         self._curricula: dict[str, Schedule] = {}
+        if curricula is not None and not isinstance(curricula, Mapping):
+            raise TypeError(
+                "`curricula` must be a mapping of name to Schedule or number; got "
+                f"{type(curricula).__name__}."
+            )
         for name, spec in (curricula or {}).items():
+            if not isinstance(name, str) or not name.isidentifier():
+                raise ValueError(f"`curricula` names must be identifiers; got {name!r}.")
             if name in self._schedules:
                 raise ValueError(f"`curricula` name {name!r} is already a term.")
             self._curricula[name] = check_schedule(spec, f"curricula[{name!r}]")
@@ -164,7 +176,12 @@ class MinMaxObjective(nn.Module):
         """Current (unsigned) weight of term ``name``."""
         if name not in self._schedules:
             raise KeyError(f"`name` must be one of {list(self._schedules)}; got {name!r}.")
-        return self._schedules[name](self._step)
+        w = self._schedules[name](self._step)
+        if not (math.isfinite(w) and w >= 0):  # a custom schedule that left [0, inf)
+            raise ValueError(
+                f"`terms[{name!r}].weight` must be finite and >= 0; got {w} at step {self._step}."
+            )
+        return w
 
     def sign(self, name: str) -> float:
         """+1 for a minimised term, -1 for a maximised one."""
@@ -186,9 +203,13 @@ class MinMaxObjective(nn.Module):
 
     def set_extra_state(self, state: Any) -> None:
         """Restore the global step saved by :meth:`get_extra_state`."""
-        if not isinstance(state, Mapping) or not isinstance(state.get("step"), int):
-            raise ValueError(f"`state` must be a mapping with an int 'step'; got {state!r}.")
-        self._step = int(state["step"])
+        try:
+            step = as_int(state["step"], "state['step']") if isinstance(state, Mapping) else None
+        except (KeyError, TypeError):
+            step = None
+        if step is None or step < 0:
+            raise ValueError(f"`state` must be a mapping with an int 'step' >= 0; got {state!r}.")
+        self._step = step
 
     # ------------------------------------------------------------------------------ compute
     def _collect(self, values: Mapping[str, Tensor | None] | None, kw: dict[str, Any]) -> dict:
@@ -215,9 +236,14 @@ class MinMaxObjective(nn.Module):
             check_tensor(v, k)
             if v.ndim != 0:
                 raise ValueError(f"`{k}` must be a scalar tensor (shape ()); got {tuple(v.shape)}.")
+            if not v.is_floating_point():
+                raise TypeError(
+                    f"`{k}` must be a real floating-point scalar tensor; got dtype {v.dtype}."
+                )
             out[k] = v
         if not out:
             raise ValueError("at least one term must be a tensor; got all None.")
+        check_same_device(list(out.items()))
         return out
 
     def forward_components(
@@ -257,7 +283,10 @@ class MinMaxObjective(nn.Module):
         Raises
         ------
         ValueError
-            On unknown, missing or non-scalar terms.
+            On unknown, missing or non-scalar terms, or terms on different devices.
+        TypeError
+            On a term that is not a floating-point tensor (bool, integer or complex). Terms on
+            the ``meta`` device are accepted (the total is then a meta tensor).
         """
         return self.forward_components(values, **terms).total
 

@@ -5,21 +5,33 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from minmaxfuse._checks import check_int, check_positive
+from minmaxfuse._checks import as_int, as_real, check_int, check_positive
 
 
 def _as_step(step: object) -> int:
-    if isinstance(step, bool) or not isinstance(step, int):
-        raise TypeError(f"`step` must be an int; got {type(step).__name__}.")
+    step = as_int(step, "step")
     if step < 0:
         raise ValueError(f"`step` must be >= 0; got {step}.")
     return step
 
 
 def _real(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    try:
+        v = as_real(value, name)
+    except TypeError:
+        raise ValueError(f"`{name}` must be a finite real number; got {value!r}.") from None
+    if not math.isfinite(v):
         raise ValueError(f"`{name}` must be a finite real number; got {value!r}.")
-    return float(value)
+    return v
+
+
+def _nonneg(value: object, name: str) -> float:
+    v = _real(value, name)
+    if v < 0:
+        raise ValueError(
+            f"`{name}` must be >= 0 (schedules give loss weights and masses); got {value!r}."
+        )
+    return v
 
 
 def mass_ramp(
@@ -55,7 +67,8 @@ def mass_ramp(
     Raises
     ------
     ValueError
-        If a value is not finite or ``sharpness <= 0``.
+        If a value is not finite, ``start`` or ``end`` is outside [0, 1] (a mass fraction), or
+        ``sharpness <= 0``.
 
     See Also
     --------
@@ -70,6 +83,9 @@ def mass_ramp(
     t = min(max(_real(progress, "progress"), 0.0), 1.0)
     s = check_positive(sharpness, "sharpness")
     a, b = _real(start, "start"), _real(end, "end")
+    for name, v in (("start", a), ("end", b)):
+        if not 0.0 <= v <= 1.0:
+            raise ValueError(f"`{name}` must be a mass fraction in [0, 1]; got {v!r}.")
     return a + (b - a) * math.exp(-s * (1.0 - t) ** 2)
 
 
@@ -77,8 +93,14 @@ class Schedule:
     """Base class of step schedules: ``schedule(step) -> float``; stateless and picklable.
 
     Subclasses are frozen dataclasses; the step counter lives in :class:`MinMaxObjective` (or
-    in the caller), so a schedule never needs its own ``state_dict``.
+    in the caller), so a schedule never needs its own ``state_dict``. The built-in schedules
+    take values in ``[min(start, end), max(start, end)]`` and reject negative ``start``,
+    ``end`` or ``value`` (they are loss weights and masses); :meth:`bounds` returns that range.
     """
+
+    def bounds(self) -> tuple[float, float] | None:
+        """``(low, high)`` over all steps, or ``None`` when unknown (custom schedules)."""
+        return None
 
     def __call__(self, step: int) -> float:  # pragma: no cover - abstract
         """Value at ``step`` (an int >= 0)."""
@@ -103,7 +125,11 @@ class Constant(Schedule):
     value: float = 1.0
 
     def __post_init__(self) -> None:
-        _real(self.value, "value")
+        _nonneg(self.value, "value")
+
+    def bounds(self) -> tuple[float, float]:
+        """``(value, value)``."""
+        return float(self.value), float(self.value)
 
     def __call__(self, step: int) -> float:
         """Return ``value``."""
@@ -119,10 +145,14 @@ class _Ramp(Schedule):
     delay: int = 0
 
     def __post_init__(self) -> None:
-        _real(self.start, "start")
-        _real(self.end, "end")
+        _nonneg(self.start, "start")
+        _nonneg(self.end, "end")
         check_int(self.steps, "steps", minimum=1)
         check_int(self.delay, "delay", minimum=0)
+
+    def bounds(self) -> tuple[float, float]:
+        """``(min(start, end), max(start, end))``: every ramp stays between its ends."""
+        return float(min(self.start, self.end)), float(max(self.start, self.end))
 
     def progress(self, step: int) -> float:
         """Fraction of the ramp done at ``step``, in [0, 1]."""
@@ -146,7 +176,7 @@ class Linear(_Ramp):
 
     Parameters
     ----------
-    start, end : float, default 0.0, 1.0
+    start, end : float >= 0, default 0.0, 1.0
     steps : int, default 1000
         Length :math:`S \geq 1` of the ramp.
     delay : int, default 0
@@ -217,6 +247,12 @@ def check_schedule(value: object, name: str) -> Schedule:
     """Return a :class:`Schedule` (numbers become :class:`Constant`)."""
     if isinstance(value, Schedule):
         return value
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"`{name}` must be a number or a Schedule; got {type(value).__name__}.")
-    return Constant(float(value))
+    try:
+        v = as_real(value, name)
+    except TypeError:
+        raise TypeError(
+            f"`{name}` must be a number or a Schedule; got {type(value).__name__}."
+        ) from None
+    if not math.isfinite(v) or v < 0:
+        raise ValueError(f"`{name}` must be >= 0 and finite; got {value!r}.")
+    return Constant(v)

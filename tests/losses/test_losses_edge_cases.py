@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -60,3 +61,78 @@ def test_soft_assignment_empty_batch_is_connected_zero(reduction):
 def test_soft_assignment_rejects_no_prototypes():
     with pytest.raises(ValueError, match="`logits` must have K >= 1"):
         losses.soft_assignment_loss(torch.randn(2, 3, 0), torch.rand(2, 3, 0))
+
+
+# --------------------------------------------------------------------------------------------
+# schedules and the min-max objective
+
+
+def test_negative_ramp_ends_are_rejected():
+    with pytest.raises(ValueError, match="`end` must be >= 0"):
+        losses.Linear(1.0, -1.0, steps=10)
+    with pytest.raises(ValueError, match="`end` must be >= 0"):
+        losses.Cosine(0.0, -2.0)
+    with pytest.raises(ValueError, match="`value` must be >= 0"):
+        losses.Constant(-0.5)
+
+
+def test_custom_schedule_going_negative_is_caught_at_use():
+    class Down(losses.Schedule):
+        def __call__(self, step):
+            return 1.0 - step
+
+    obj = losses.MinMaxObjective({"a": Down()})
+    assert obj.weight("a") == 1.0
+    obj.step()
+    obj.step()
+    with pytest.raises(ValueError, match=r"`terms\['a'\].weight` must be finite and >= 0"):
+        obj(a=torch.tensor(1.0))
+
+
+@pytest.mark.parametrize("step", [-5, 1.5, "3", True])
+def test_extra_state_step_must_be_a_nonnegative_int(step):
+    obj = losses.MinMaxObjective({"a": 1.0})
+    with pytest.raises(ValueError, match="`state`"):
+        obj.set_extra_state({"step": step})
+    obj.set_extra_state({"step": np.int64(7)})
+    assert obj.global_step == 7
+
+
+@pytest.mark.parametrize("start", [-0.1, 1.5])
+def test_mass_ramp_start_must_be_a_fraction(start):
+    with pytest.raises(ValueError, match="`start` must be a mass fraction"):
+        losses.mass_ramp(0.5, start=start)
+
+
+@pytest.mark.parametrize(
+    "term",
+    [torch.tensor(True), torch.tensor(1 + 1j), torch.tensor(3)],
+    ids=["bool", "complex", "int"],
+)
+def test_non_float_terms_are_rejected(term):
+    obj = losses.MinMaxObjective({"a": 1.0})
+    with pytest.raises(TypeError, match="`a` must be a real floating-point scalar"):
+        obj(a=term)
+
+
+def test_meta_terms_give_a_meta_total_and_devices_must_agree():
+    obj = losses.MinMaxObjective({"a": 1.0, "b": 0.5})
+    total = obj(a=torch.tensor(1.0, device="meta"), b=torch.tensor(2.0, device="meta"))
+    assert total.device.type == "meta"
+    with pytest.raises(ValueError, match="`b` must be on the same device as `a`"):
+        obj(a=torch.tensor(1.0, device="meta"), b=torch.tensor(2.0))
+
+
+@pytest.mark.parametrize("curricula", [[1, 2], "rho", 3.0])
+def test_curricula_must_be_a_mapping(curricula):
+    with pytest.raises(TypeError, match="`curricula` must be a mapping"):
+        losses.MinMaxObjective({"a": 1.0}, curricula=curricula)
+
+
+def test_numpy_scalars_are_accepted_by_schedules():
+    obj = losses.MinMaxObjective(
+        {"a": np.float32(0.5), "b": losses.Linear(np.float64(0.0), 1, steps=np.int64(4))},
+        curricula={"rho": losses.SigmoidRamp(steps=np.int64(10))},
+    )
+    assert obj.weight("a") == 0.5 and losses.Linear(0.0, 1.0, steps=4)(np.int64(2)) == 0.5
+    assert math.isclose(losses.mass_ramp(np.float32(1.0)), 1.0)
