@@ -140,7 +140,8 @@ sphinx_gallery_conf = {
 # -- HTML ---------------------------------------------------------------------------------
 html_theme = "furo"
 html_title = f"minmaxfuse {release}"
-html_static_path: list[str] = []
+html_static_path = ["_static"]
+html_css_files = ["mmf.css"]
 html_show_sourcelink = False
 
 
