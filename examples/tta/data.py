@@ -25,6 +25,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .errors import ProtocolError
+
 OMICS_SUFFIX = {"rna": "_rnaseq", "cnv": "_cnv", "mut": "_mut"}
 CLINICAL_COLUMNS = ("age", "is_female")
 MODALITIES = ("wsi", "rna", "cnv", "mut", "clinical")
@@ -120,24 +122,91 @@ def _censor_to_event(cens: pd.Series, name: str) -> np.ndarray:
     values = pd.to_numeric(cens, errors="coerce").to_numpy(dtype=float)
     bad = ~np.isin(values, (0.0, 1.0))
     if bad.any():
-        raise ValueError(
+        raise DataFileError(
             f"`{name}` must hold 0/1 (1 = censored); got {values[bad][:5].tolist()} "
             f"for {int(bad.sum())} rows."
         )
     return values == 0.0  # event observed <=> not censored
 
 
-def _per_patient(df: pd.DataFrame, columns: Sequence[str], what: str) -> pd.DataFrame:
+def _where(source: str, df: pd.DataFrame, pos: int) -> str:
+    """``table 'X', line 7 (case 'C')`` for row position ``pos`` (line 1 is the header)."""
+    line = f"line {pos + 2}" if isinstance(df.index, pd.RangeIndex) else f"row {df.index[pos]!r}"
+    case = f" (case {str(df['case_id'].iloc[pos])!r})" if "case_id" in df.columns else ""
+    return f"{source}, {line}{case}"
+
+
+def _check_values(
+    df: pd.DataFrame,
+    columns: Sequence[str],
+    source: str,
+    *,
+    nan_ok: bool = False,
+    lo: float | None = None,
+    allowed: tuple[float, ...] | None = None,
+) -> None:
+    """Raise naming the first bad cell (line and column): text, NaN (unless ``nan_ok``), inf,
+    a value below ``lo`` or outside ``allowed``."""
+    for col in columns:
+        raw = df[col]
+        num = raw if pd.api.types.is_numeric_dtype(raw) else pd.to_numeric(raw, errors="coerce")
+        v = num.to_numpy(dtype=np.float64, na_value=np.nan)
+        problems = [
+            (raw.notna().to_numpy() & np.isnan(v), "is not a number"),
+            (np.isinf(v), "is not finite"),
+        ]
+        if not nan_ok:
+            problems.append((raw.isna().to_numpy(), "is empty (NaN)"))
+        if lo is not None:
+            problems.append((v < lo, f"is below {lo:g}"))
+        if allowed is not None:
+            problems.append((~np.isnan(v) & ~np.isin(v, allowed), f"is not one of {allowed}"))
+        for bad, why in problems:
+            if bad.any():
+                pos = int(np.flatnonzero(bad)[0])
+                raise DataFileError(
+                    f"{_where(source, df, pos)}, column {col!r}: {raw.iloc[pos]!r} {why} "
+                    f"({int(bad.sum())} such cells in this column)"
+                )
+
+
+def _per_patient(
+    df: pd.DataFrame, columns: Sequence[str], what: str, source: str = "table"
+) -> pd.DataFrame:
     """First row per case_id, after checking that the columns agree across a patient's rows."""
-    g = df.groupby("case_id", sort=False)[list(columns)]
-    n_uniq = g.nunique(dropna=False)
-    bad = n_uniq[(n_uniq > 1).any(axis=1)]
-    if len(bad):
-        raise ValueError(
-            f"{what} differ between slide rows of the same patient for {len(bad)} case_ids, "
-            f"e.g. {bad.index[0]!r}"
+    _check_agree(df, columns, what, source)
+    return df.groupby("case_id", sort=False)[list(columns)].first()
+
+
+def _check_agree(df: pd.DataFrame, columns: Sequence[str], what: str, source: str) -> None:
+    """Refuse a patient whose slide rows disagree in ``columns``, naming lines and column."""
+    if not len(df) or not len(columns):
+        return
+    codes, uniq = pd.factorize(df["case_id"].astype(str))
+    _, first = np.unique(codes, return_index=True)
+    ref_pos = first[codes]
+    multi = np.flatnonzero(ref_pos != np.arange(len(df)))
+    if not len(multi):
+        return  # one row per patient
+    bad_rows: set[int] = set()
+    example = None
+    for col in columns:
+        vals = df[col].to_numpy()[multi]
+        ref = df[col].to_numpy()[ref_pos[multi]]
+        same = (vals == ref) | (pd.isna(vals) & pd.isna(ref))
+        rows = multi[~np.asarray(same, bool)]
+        if len(rows) and example is None:
+            example = (int(rows[0]), col)
+        bad_rows.update(rows.tolist())
+    if example is not None:
+        pos, col = example
+        n_pat = len({codes[r] for r in bad_rows})
+        raise DataFileError(
+            f"{_where(source, df, pos)}: {what} of patient {str(uniq[codes[pos]])!r} differ "
+            f"between its slide rows (column {col!r}: {df[col].iloc[int(ref_pos[pos])]!r} on "
+            f"line {int(ref_pos[pos]) + 2}, {df[col].iloc[pos]!r} here); {n_pat} patients "
+            "have such conflicting rows"
         )
-    return g.first()
 
 
 def find_label_columns(columns: Sequence[str], endpoint: str) -> tuple[str, str, str]:
@@ -149,10 +218,18 @@ def find_label_columns(columns: Sequence[str], endpoint: str) -> tuple[str, str,
     for tcol, ccol, unit in _ENDPOINT_COLUMNS[endpoint]:
         if tcol in columns and ccol in columns:
             return tcol, ccol, unit
-    raise ValueError(
-        f"no {endpoint.upper()} columns in the table; expected one of "
-        f"{[(t, c) for t, c, _ in _ENDPOINT_COLUMNS[endpoint]]}"
-    )
+    raise DataFileError(f"the table lacks {_missing_label_columns(columns, endpoint)}")
+
+
+def _missing_label_columns(columns: Sequence[str], endpoint: str) -> str:
+    """The missing label columns of the closest ``endpoint`` column pair, and the alternative."""
+    pairs = [(t, c) for t, c, _ in _ENDPOINT_COLUMNS[endpoint]]
+    best = min(pairs, key=lambda p: sum(c not in columns for c in p))
+    text = ", ".join(repr(c) for c in best if c not in columns)
+    others = [p for p in pairs if p != best]
+    if others:
+        text += " (or " + " and ".join(repr(c) for c in others[0]) + ")"
+    return text
 
 
 def read_labels(path: str | Path | Sequence[str | Path], endpoint: str = "os") -> pd.DataFrame:
@@ -162,12 +239,22 @@ def read_labels(path: str | Path | Sequence[str | Path], endpoint: str = "os") -
     and, when known, ``site``.
     """
     paths = [path] if isinstance(path, (str, Path)) else list(path)
+    source = "labels " + ", ".join(repr(str(p)) for p in paths)
     df = pd.concat([_read_table(p) for p in paths], ignore_index=True)
-    tcol, ccol, unit = find_label_columns(df.columns, endpoint)
-    df = df.dropna(subset=[tcol, ccol])
+    if "case_id" not in df.columns:
+        raise DataFileError(f"{source} lack the column 'case_id'")
+    try:
+        tcol, ccol, unit = find_label_columns(df.columns, endpoint)
+    except DataFileError:
+        raise DataFileError(
+            f"{source} lack {_missing_label_columns(df.columns, endpoint)}"
+        ) from None
+    df = df.dropna(subset=[tcol, ccol]).reset_index(drop=True)  # patients without labels
+    _check_values(df, [tcol], source, lo=0.0)
+    _check_values(df, [ccol], source, allowed=(0.0, 1.0))
     site_col = next((c for c in ("site", "tissue_source_site") if c in df.columns), None)
     cols = [tcol, ccol] + ([site_col] if site_col else [])
-    pat = _per_patient(df, cols, f"{endpoint.upper()} labels")
+    pat = _per_patient(df, cols, f"{endpoint.upper()} labels", source)
     out = pd.DataFrame(index=pat.index)
     out["time"] = pat[tcol].astype(float)
     out["event"] = _censor_to_event(pat[ccol], ccol)
@@ -199,12 +286,27 @@ def read_cohort(
         SurvPath/MMP files). Patients without labels are dropped and counted in ``notes``.
     """
     df = _read_table(path)
-    for col in ("case_id", "slide_id"):
-        if col not in df.columns:
-            raise ValueError(f"cohort table {str(path)!r} lacks the column {col!r}")
+    source = f"cohort table {str(path)!r}"
     unknown = [m for m in modalities if m not in MODALITIES]
     if unknown:
         raise ValueError(f"`modalities` must be a subset of {MODALITIES}; got {unknown}.")
+    # every missing column at once, not only the first
+    missing = [repr(c) for c in ("case_id", "slide_id") if c not in df.columns]
+    if labels is None:
+        try:
+            find_label_columns(df.columns, endpoint)
+        except DataFileError:
+            missing.append(_missing_label_columns(df.columns, endpoint))
+    for m in modalities:
+        if m == "clinical" and not any(c in df.columns for c in CLINICAL_COLUMNS):
+            missing.append(" or ".join(repr(c) for c in CLINICAL_COLUMNS))
+        elif m in OMICS_SUFFIX and not any(c.endswith(OMICS_SUFFIX[m]) for c in df.columns):
+            missing.append(f"any '*{OMICS_SUFFIX[m]}' column (modality {m})")
+    if missing:
+        raise DataFileError(f"{source} lacks the columns {', '.join(missing)}")
+    if not len(df):
+        raise ProtocolError(f"{source} has no patients (no rows under the header)")
+    df["case_id"] = df["case_id"].astype(str)
     notes: list[str] = []
     slides: dict[str, list[str]] = {}
     for c, s in zip(df["case_id"].astype(str), df["slide_id"].astype(str)):
@@ -214,7 +316,9 @@ def read_cohort(
 
     if labels is None:
         tcol, ccol, unit = find_label_columns(df.columns, endpoint)
-        pat = _per_patient(df, [tcol, ccol], "survival labels")
+        _check_values(df, [tcol], source, lo=0.0)
+        _check_values(df, [ccol], source, allowed=(0.0, 1.0))
+        pat = _per_patient(df, [tcol, ccol], "survival labels", source)
         lab = pd.DataFrame(index=pat.index)
         lab["time"] = pat[tcol].astype(float)
         lab["event"] = _censor_to_event(pat[ccol], ccol)
@@ -226,6 +330,8 @@ def read_cohort(
     keep = [c for c in case_ids if c in lab.index]
     if len(keep) < len(case_ids):
         notes.append(f"{len(case_ids) - len(keep)} patients without {endpoint} labels dropped")
+    if not keep:
+        raise ProtocolError(f"no patient of {source} has {endpoint} labels")
     case_ids = np.asarray(keep, dtype=object)
     lab = lab.loc[case_ids]
     bad_time = ~np.isfinite(lab["time"].to_numpy(float)) | (lab["time"].to_numpy(float) < 0)
@@ -248,17 +354,17 @@ def read_cohort(
             continue
         if m == "clinical":
             cols = [c for c in CLINICAL_COLUMNS if c in df.columns]
-            if not cols:
-                raise ValueError(
-                    f"cohort table has none of the clinical columns {CLINICAL_COLUMNS}"
-                )
             names = cols
         else:
             suffix = OMICS_SUFFIX[m]
             cols = [c for c in df.columns if c.endswith(suffix)]
-            if not cols:
-                raise ValueError(f"cohort table has no `*{suffix}` columns for modality {m!r}")
             names = [c[: -len(suffix)] for c in cols]
+        # text and inf are refused; NaN (a value not measured) becomes the training mean later
+        _check_values(df, cols, source, nan_ok=True)
+        _check_agree(df, cols, f"{m} values", source)
+        n_nan = int(df[cols].isna().to_numpy().sum())
+        if n_nan:
+            notes.append(f"{m}: {n_nan} missing values (NaN) set to the training-fold mean")
         first = df.groupby("case_id", sort=False)[cols].first().loc[case_ids]
         table = first.apply(pd.to_numeric, errors="coerce").astype(np.float32)
         table.columns = names
@@ -293,11 +399,19 @@ class GroupSpec:
         return [len(i) for i in self.index]
 
 
+class GroupTable(dict):
+    """Group name -> gene names, read from :attr:`path`."""
+
+    path: str = ""
+
+
 def read_group_file(path: str | Path) -> dict[str, list[str]]:
     """Group file: columns are group names, cells gene names (NaN padded)."""
     df = read_csv_checked(path)
     df = df.drop(columns=[c for c in df.columns if str(c).startswith("Unnamed:")])
-    return {str(c): [str(g).strip() for g in df[c].dropna()] for c in df.columns}
+    out = GroupTable({str(c): [str(g).strip() for g in df[c].dropna()] for c in df.columns})
+    out.path = str(path)
+    return out
 
 
 def build_groups(genes: Sequence[str], groups: dict[str, list[str]] | None) -> GroupSpec:
@@ -317,7 +431,12 @@ def build_groups(genes: Sequence[str], groups: dict[str, list[str]] | None) -> G
         else:
             dropped.append(name)
     if not names:
-        raise ValueError("no group has a measured gene: check the group file against the table")
+        where = f" {getattr(groups, 'path', '')!r}" if getattr(groups, "path", "") else ""
+        raise DataFileError(
+            f"no group of the group file{where} has a gene measured in the cohort table "
+            f"(e.g. {', '.join(repr(g) for g in list(genes)[:3])} are measured): check the "
+            "group file against the table"
+        )
     return GroupSpec(names, index, dropped)
 
 
@@ -376,6 +495,7 @@ class Fold:
     val: list[str]
     test: list[str]
     dropped: int = 0  # split ids absent from the cohort
+    dropped_ids: list[str] = field(default_factory=list)
 
     def check_disjoint(self) -> None:
         """Raise if a patient appears in two of train / val / test (or twice in one)."""
@@ -409,7 +529,10 @@ def read_split_files(spec: str | Path, k: int) -> tuple[list[str], list[str]]:
     if (p / f"splits_{k}.csv").exists():
         df = read_csv_checked(p / f"splits_{k}.csv")
         if not {"train", "val"} <= set(df.columns):
-            raise ValueError(f"{p / f'splits_{k}.csv'} must have columns train, val")
+            raise DataFileError(
+                f"split file {str(p / f'splits_{k}.csv')!r} must have the columns 'train' and "
+                f"'val' (the test fold); it has {[str(c) for c in df.columns]}"
+            )
         return _clean_ids(df["train"]), _clean_ids(df["val"])
     if "{k}" not in spec and spec.rstrip("/").endswith(tuple(f"_k={i}" for i in range(10))):
         spec = spec.rstrip("/")[:-1] + "{k}"
@@ -473,7 +596,10 @@ def make_folds(
         f = min(range(n_folds), key=lambda i: len(folds[i]))
         folds[f].extend(str(c) for c in ids[site == s])
     if min(len(f) for f in folds) == 0:
-        raise ValueError(f"too few sites ({len(uniq)}) for {n_folds} site-grouped folds")
+        raise ProtocolError(
+            f"too few tissue-source sites ({len(uniq)}) for {n_folds} site-grouped folds; "
+            "use fewer --folds or drop --stratify-site"
+        )
     return folds
 
 
@@ -526,14 +652,102 @@ def build_folds(
             test_set = set(tests[k])
             pairs.append(([c for c in cohort.case_ids if c not in test_set], tests[k]))
     for k, (tr, te) in enumerate(pairs):
-        n_drop = sum(c not in present for c in tr) + sum(c not in present for c in te)
+        if splits is not None:
+            _check_split(k, tr, te, present, splits)
+        gone = [c for c in tr + te if c not in present]
         tr = [c for c in tr if c in present]
         te = [c for c in te if c in present]
         fit, val = carve_validation(tr, np.array([ev[c] for c in tr]), frac=val_frac, seed=seed + k)
-        fold = Fold(k=k, train=fit, val=val, test=te, dropped=n_drop)
+        fold = Fold(k=k, train=fit, val=val, test=te, dropped=len(gone), dropped_ids=gone)
         fold.check_disjoint()
         out.append(fold)
     return out
+
+
+def _few(ids, n: int = 3) -> str:
+    ids = sorted(ids)
+    return ", ".join(repr(c) for c in ids[:n]) + (", ..." if len(ids) > n else "")
+
+
+def _check_split(k: int, tr: list[str], te: list[str], present: set, splits) -> None:
+    """Split files: no patient twice, none in both train and test, ids of this cohort."""
+    where = f"fold {k} of --splits {str(splits)!r}"
+    for name, ids in (("train", tr), ("test", te)):
+        seen, twice = set(), set()
+        for c in ids:
+            (twice if c in seen else seen).add(c)
+        if twice:
+            raise ProtocolError(
+                f"{where}: {len(twice)} patients listed twice in {name}: {_few(twice)}"
+            )
+    both = set(tr) & set(te)
+    if both:
+        raise ProtocolError(f"{where}: {len(both)} patients in both train and test: {_few(both)}")
+    gone = [c for c in tr + te if c not in present]
+    if gone and len(gone) == len(tr) + len(te):
+        raise ProtocolError(
+            f"{where}: all {len(gone)} split ids are not in the cohort table (e.g. {_few(gone)}); "
+            "do the splits belong to another cohort?"
+        )
+
+
+# at least this many test patients and events per fold, and events to fit and to select on
+MIN_TEST_PATIENTS = 10
+MIN_TEST_EVENTS = 2
+MIN_FIT_EVENTS = 2
+MIN_VAL_EVENTS = 1
+
+
+def check_folds(
+    folds: Sequence[Fold], case_ids: Sequence[str], event: np.ndarray, *, n_bins: int = 0
+) -> list[str]:
+    """Refuse a cohort without events and degenerate folds; notes on dropped split ids.
+
+    ``n_bins``: NLL time bins, placed at quantiles of each training fold's event times.
+
+    Called before any training, so that a run never reports a C-index of NaN.
+    """
+    event = np.asarray(event, bool)
+    if not len(case_ids):
+        raise ProtocolError("the cohort has no patients")
+    if not event.any():
+        raise ProtocolError(
+            f"the cohort has no events (all {len(case_ids)} patients censored): a survival "
+            "model cannot be fitted or scored"
+        )
+    ev = dict(zip(map(str, case_ids), event))
+    notes = []
+    for f in folds:
+        n_te, e_te = len(f.test), sum(ev[c] for c in f.test)
+        if n_te < MIN_TEST_PATIENTS:
+            raise ProtocolError(
+                f"fold {f.k}: the test fold has {n_te} patients (at least {MIN_TEST_PATIENTS} "
+                "are needed for a C-index); use fewer --folds or more patients"
+            )
+        if e_te < MIN_TEST_EVENTS:
+            what = "no event" if e_te == 0 else f"{e_te} event"
+            raise ProtocolError(
+                f"fold {f.k}: the test fold has {what} among {n_te} patients (at least "
+                f"{MIN_TEST_EVENTS} are needed for a C-index); use other splits or fewer --folds"
+            )
+        e_fit, e_val = sum(ev[c] for c in f.train), sum(ev[c] for c in f.val)
+        if e_fit < MIN_FIT_EVENTS or e_val < MIN_VAL_EVENTS:
+            raise ProtocolError(
+                f"fold {f.k}: the training fold has {e_fit} events to fit on and {e_val} to "
+                f"select on (at least {MIN_FIT_EVENTS} and {MIN_VAL_EVENTS} are needed); use "
+                "other splits, fewer --folds or another --val-frac"
+            )
+        if e_fit + e_val < n_bins:
+            raise ProtocolError(
+                f"fold {f.k}: --n-bins {n_bins} needs at least {n_bins} events in the training "
+                f"fold; it has {e_fit + e_val}"
+            )
+        if f.dropped_ids:
+            notes.append(
+                f"fold {f.k}: {len(f.dropped_ids)} split ids are not in the cohort table and "
+                f"were left out: {_few(f.dropped_ids)}"
+            )
+    return notes
 
 
 # --------------------------------------------------------------------------------------------

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from .errors import UsageError
+
 _STATE: dict[str, Any] = {"backend": None, "local_rank": 0, "owned": False}
 
 
@@ -57,9 +59,9 @@ def setup(device_name: str) -> torch.device | None:
     use_cuda = device_name == "cuda" or (device_name == "auto" and torch.cuda.is_available())
     if use_cuda:
         if not torch.cuda.is_available():
-            raise RuntimeError("`--device cuda` requested but CUDA is not available")
+            raise UsageError("--device cuda requested but CUDA is not available")
         if local >= torch.cuda.device_count():
-            raise RuntimeError(
+            raise UsageError(
                 f"LOCAL_RANK {local} has no GPU: {torch.cuda.device_count()} visible; use "
                 "--nproc_per_node <= the number of GPUs (or --device cpu for gloo)"
             )

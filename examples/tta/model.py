@@ -138,7 +138,10 @@ class TTASurvival(nn.Module):
         """Risk logits ``(B, out_dim)`` and every loss term / transport diagnostic."""
         tokens, masks = self.encoders(inputs, present, chunk)
         # progress = epochs done (fractional); TTA ramps rho over 10 epochs (the paper)
-        rho = mass_ramp(progress / self.ramp_epochs) if progress is not None else self.rho_eval
+        if progress is None:
+            rho = self.rho_eval
+        else:  # a ramp of 0 epochs transports the full mass from the first step
+            rho = mass_ramp(progress / self.ramp_epochs) if self.ramp_epochs > 0 else 1.0
         if not self.together:
             rho = 1.0  # the plan is not used (mix = 0, no Together loss): cheapest full-mass solve
         # the OT (and the whole alignment layer) runs in float32 even under bf16 autocast

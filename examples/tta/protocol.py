@@ -42,6 +42,7 @@ from .data import (
     build_folds,
     build_groups,
     carve_validation,
+    check_folds,
     fold_omics,
     make_folds,
     read_cohort,
@@ -479,7 +480,7 @@ def run_method_fold(
     fdir = out_dir / method / f"fold_{fold.k}"
     res_path = fdir / "result.json"
     if args.resume and res_path.exists():
-        return json.loads(res_path.read_text())
+        return report.read_json(res_path)  # an unreadable file: clear error (exit 8)
     fit, val, test = data.rows(fold.train), data.rows(fold.val), data.rows(fold.test)
     trn = np.concatenate([fit, val])
     t_start = _time.time()
@@ -742,6 +743,8 @@ def run_protocol(args) -> dict:
             raise ValueError(f"the synthetic cohort has modalities wsi, rna; got {unknown}")
         ds.modalities = list(args.modalities)
     folds = dataset_folds(ds, args)
+    n_bins = args.n_bins if args.loss == "nll" else 0
+    ds.notes.extend(check_folds(folds, ds.case_ids, ds.event, n_bins=n_bins))  # before training
     methods = method_list(args, ds.modalities)
     cfg = train_config(args)
     show = not args.quiet and _dist.is_main()

@@ -14,6 +14,15 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from .errors import ResumeStateError
+
+
+def _umask() -> int:
+    """The process umask (read by setting it and restoring it at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
 
 def atomic_write(path: str | Path, write: Callable[[io.BufferedWriter], None]) -> None:
     """Write through a temporary file in the same directory, then rename (atomic on POSIX).
@@ -26,6 +35,8 @@ def atomic_write(path: str | Path, write: Callable[[io.BufferedWriter], None]) -
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        if hasattr(os, "fchmod"):  # mkstemp makes 0600 files; give the umask's usual 0666 & ~umask
+            os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -68,6 +79,33 @@ def write_text(path: str | Path, text: str) -> None:
 def save_torch(path: str | Path, obj) -> None:
     """Atomic ``torch.save``."""
     atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def _unreadable(path: Path, exc: BaseException) -> ResumeStateError:
+    return ResumeStateError(
+        f"cannot read {str(path)!r}, saved for --resume ({type(exc).__name__}: "
+        f"{str(exc)[:120]}); delete it and rerun with --resume to redo that part from scratch, "
+        "or start again without --resume"
+    )
+
+
+def load_torch(path: str | Path):
+    """``torch.load`` of a file this example saved (e.g. ``state.pt``) for ``--resume``;
+    an unreadable (truncated, corrupt) file raises :class:`ResumeStateError`."""
+    path = Path(path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # torch raises RuntimeError, EOFError, UnpicklingError, ...
+        raise _unreadable(path, exc) from exc
+
+
+def read_json(path: str | Path):
+    """A JSON file this example wrote (e.g. ``result.json``) for ``--resume``."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise _unreadable(path, exc) from exc
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float, float]:

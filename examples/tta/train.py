@@ -22,7 +22,7 @@ from minmaxfuse.survival import (
 
 from . import dist as _dist
 from .batches import PatientData
-from .report import save_torch
+from .report import load_torch, save_torch
 
 try:
     from tqdm.auto import tqdm
@@ -170,8 +170,13 @@ def predict(
         r = rows[s:e]
         inputs = data.batch(r, device)
         pres = None if present is None else present[s:e].to(device)
-        with _autocast(device, cfg.amp):
-            out = model(inputs, progress=None, present=pres, chunk=cfg.eval_chunk)
+        try:
+            with _autocast(device, cfg.amp):
+                out = model(inputs, progress=None, present=pres, chunk=cfg.eval_chunk)
+        except ValueError as exc:  # a finiteness check of a minmaxfuse layer fired
+            if "finite" not in str(exc):
+                raise
+            raise NonFiniteLossError(f"non-finite values while scoring patients: {exc}") from exc
         lg = out["logits"].float()
         risks.append(crit.risk(lg).cpu().numpy())
         logits_all.append(lg.cpu().numpy())
@@ -266,7 +271,7 @@ def train_fold(
     best = {"score": -math.inf, "epoch": -1, "state": None}
     start_epoch = 0
     if resume and state_path is not None and state_path.exists():
-        st = torch.load(state_path, map_location="cpu", weights_only=False)
+        st = load_torch(state_path)  # a truncated file: clear error saying how to restart
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["opt"])
         sched.load_state_dict(st["sched"])
@@ -298,8 +303,16 @@ def train_fold(
             inputs = data.batch(rows, device, bag_size=cfg.bag_size, generator=gen)
             t, e = data.labels(rows, device)
             progress = step / steps_per_epoch  # epochs done, for the mass curriculum
-            with _autocast(device, cfg.amp):
-                out = net(inputs, progress=progress, present=None)
+            try:
+                with _autocast(device, cfg.amp):
+                    out = net(inputs, progress=progress, present=None)
+            except ValueError as exc:  # a finiteness check of a minmaxfuse layer fired
+                if "finite" not in str(exc):
+                    raise
+                raise NonFiniteLossError(
+                    f"non-finite values in {label or 'model'} fold {fold}, epoch {epoch}, "
+                    f"step {step} (batch {s}): {exc}"
+                ) from exc
             surv = crit(out["logits"], t, e, train=True)
             total_loss, terms = model.objective(surv, out)
             if step == cfg.inject_nan_step:

@@ -41,7 +41,8 @@ def test_garbage_group_file_names_the_file(tmp_path, capsys):
 
 
 def test_truncated_feature_file_names_the_slide(tmp_path, capsys):
-    cohort, groups, feats = _write_cohort(tmp_path, n=8)
+    # 24 patients: 2 test folds of 12, above the minimum fold size, so training starts
+    cohort, groups, feats = _write_cohort(tmp_path, n=24)
     victim = next((feats / "pt_files").glob("*.pt"))
     data = victim.read_bytes()
     victim.write_bytes(data[: len(data) // 3])

@@ -1221,6 +1221,337 @@ CASES: list[Case] = [
     ),
 ]
 
+# --- cases from the public-API fuzz run: strict flags and scalars, ranges, named errors --------
+CASES.extend(
+    [
+        # non-bool flags
+        Case("sinkhorn_uot", "warn str", lambda: uot(warn="yes"), TypeError, "warn"),
+        Case(
+            "alignment",
+            "normalize int",
+            lambda: diagnostics.alignment(rnd(4, 3), rnd(4, 3), normalize=1),
+            TypeError,
+            "normalize",
+        ),
+        Case(
+            "modality_gap",
+            "normalize str",
+            lambda: diagnostics.modality_gap(rnd(4, 3), rnd(4, 3), normalize="no"),
+            TypeError,
+            "normalize",
+        ),
+        Case(
+            "effective_rank",
+            "center str",
+            lambda: diagnostics.effective_rank(rnd(4, 3), center="yes"),
+            TypeError,
+            "center",
+        ),
+        Case(
+            "prototype_usage_entropy",
+            "normalize int",
+            lambda: diagnostics.prototype_usage_entropy(rnd(2, 4, 3), normalize=0),
+            TypeError,
+            "normalize",
+        ),
+        Case(
+            "token_transport_mass",
+            "relative str",
+            lambda: diagnostics.token_transport_mass(rnd(2, 4, 3), relative="yes"),
+            TypeError,
+            "relative",
+        ),
+        Case(
+            "concordance_index",
+            "return_counts str",
+            lambda: cidx(survival.concordance_index, return_counts="yes"),
+            TypeError,
+            "return_counts",
+        ),
+        Case(
+            "concordance_index_ipcw",
+            "return_counts int",
+            lambda: cidx(survival.concordance_index_ipcw, return_counts=1),
+            TypeError,
+            "return_counts",
+        ),
+        Case(
+            "prototype_aggregate", "normalize", lambda: agg(normalize="x"), TypeError, "normalize"
+        ),
+        Case(
+            "PrototypeUOTAlign",
+            "allow_missing",
+            lambda: align(allow_missing=1),
+            TypeError,
+            "allow_missing",
+        ),
+        Case("sinkhorn_uot", "max_iter bool", lambda: uot(max_iter=True), TypeError, "max_iter"),
+        # schedules and the objective
+        Case(
+            "MinMaxObjective",
+            "ramp to negative",
+            lambda: losses.MinMaxObjective({"a": losses.Linear(1.0, -1.0, steps=10)}),
+            ValueError,
+            "end",
+        ),
+        Case("Cosine", "negative end", lambda: losses.Cosine(0.0, -2.0), ValueError, "end"),
+        Case("Constant", "negative", lambda: losses.Constant(-1.0), ValueError, "value"),
+        Case(
+            "MinMaxObjective",
+            "negative extra-state step",
+            lambda: objective().set_extra_state({"step": -5}),
+            ValueError,
+            "state",
+        ),
+        Case(
+            "MinMaxObjective",
+            "curricula list",
+            lambda: losses.MinMaxObjective({"a": 1.0}, curricula=[1, 2]),
+            TypeError,
+            "curricula",
+        ),
+        Case(
+            "MinMaxObjective",
+            "bool term",
+            lambda: objective()(task=torch.tensor(True), apart=None),
+            TypeError,
+            "task",
+        ),
+        Case(
+            "MinMaxObjective",
+            "complex term",
+            lambda: objective()(task=torch.tensor(1 + 1j), apart=None),
+            TypeError,
+            "task",
+        ),
+        Case(
+            "MinMaxObjective",
+            "terms on two devices",
+            lambda: objective()(task=torch.tensor(1.0), apart=torch.tensor(1.0, device="meta")),
+            ValueError,
+            "apart",
+        ),
+        Case(
+            "mass_ramp", "start > 1", lambda: losses.mass_ramp(0.5, start=1.5), ValueError, "start"
+        ),
+        Case(
+            "mass_ramp", "start < 0", lambda: losses.mass_ramp(0.5, start=-0.1), ValueError, "start"
+        ),
+        # K = 0, empty and malformed containers
+        Case(
+            "soft_assignment_loss",
+            "K = 0",
+            lambda: soft(logits=rnd(2, 4, 0), target=rnd(2, 4, 0)),
+            ValueError,
+            "logits",
+        ),
+        Case(
+            "prototype_usage_entropy",
+            "K = 0",
+            lambda: diagnostics.prototype_usage_entropy(rnd(2, 4, 0)),
+            ValueError,
+            "plan",
+        ),
+        Case(
+            "PrototypeUOTAlign",
+            "modality_weights str",
+            lambda: align(modality_weights="ab"),
+            TypeError,
+            "modality_weights",
+        ),
+        Case(
+            "PrototypeUOTAlign",
+            "modality_weights generator",
+            lambda: align(modality_weights=(w for w in (1.0, 1.0))),
+            TypeError,
+            "modality_weights",
+        ),
+        Case(
+            "PrototypeUOTAlign",
+            "modality_weights None entry",
+            lambda: align(modality_weights=[1.0, None]),
+            TypeError,
+            "modality_weights[1]",
+        ),
+        Case(
+            "PrototypeUOTAlign",
+            "learned without allow_missing",
+            lambda: align(missing="learned"),
+            ValueError,
+            "missing",
+            "allow_missing=True",
+        ),
+        Case(
+            "PrototypeUOTAlign",
+            "empty bag hint",
+            lambda: align_call(masks=[mask(2, 5, empty_rows=[1]), None]),
+            ValueError,
+            "tokens[0]",
+            "allow_missing=True",
+        ),
+        # survival ranges and labels
+        Case(
+            "assign_time_bins",
+            "repeated -inf edges",
+            lambda: survival.assign_time_bins(TM_NP, np.array([-INF, -INF, 2.0, INF])),
+            ValueError,
+            "edges",
+        ),
+        Case(
+            "assign_time_bins",
+            "string edges",
+            lambda: survival.assign_time_bins(TM_NP, ["a", "b"]),
+            TypeError,
+            "edges",
+        ),
+        Case(
+            "assign_time_bins",
+            "complex edges",
+            lambda: survival.assign_time_bins(TM, [1 + 1j, 2.0]),
+            TypeError,
+            "edges",
+        ),
+        Case(
+            "discretize_time",
+            "data edges with eps 0",
+            lambda: survival.discretize_time(TM, EV, n_bins=2, outer="data", eps=0),
+            ValueError,
+            "eps",
+        ),
+        Case(
+            "brier_score",
+            "surv above 1",
+            lambda: survival.brier_score(
+                event=EV_NP, time=TM_NP, surv=np.full(4, 1.5), times=[2.5]
+            ),
+            ValueError,
+            "surv",
+        ),
+        Case(
+            "brier_score",
+            "empty training set",
+            lambda: survival.brier_score(
+                event=EV_NP,
+                time=TM_NP,
+                surv=np.full(4, 0.5),
+                times=[2.5],
+                train_event=np.zeros(0, bool),
+                train_time=np.zeros(0),
+            ),
+            ValueError,
+            "train_time",
+        ),
+        Case(
+            "logrank_test",
+            "nan group",
+            lambda: survival.logrank_test(
+                event=EV_NP, time=TM_NP, group=np.array([0.0, NAN, 1.0, 1.0])
+            ),
+            ValueError,
+            "group",
+        ),
+        Case("bootstrap_ci", "seed str", lambda: bootstrap(seed="a"), TypeError, "seed"),
+        Case("bootstrap_ci", "seed negative", lambda: bootstrap(seed=-1), ValueError, "seed"),
+        Case(
+            "hazards",
+            "nan logits",
+            lambda: survival.hazards(with_value(torch.zeros(2, 3), (0, 1), NAN)),
+            ValueError,
+            "logits",
+        ),
+        Case(
+            "survival_curve",
+            "nan logits",
+            lambda: survival.survival_curve(with_value(torch.zeros(2, 3), (0, 1), NAN)),
+            ValueError,
+            "logits",
+        ),
+        Case(
+            "risk_from_logits",
+            "nan logits",
+            lambda: survival.risk_from_logits(with_value(torch.zeros(2, 3), (0, 1), NAN)),
+            ValueError,
+            "logits",
+        ),
+        # ot: costs whose plan is not representable
+        Case(
+            "sinkhorn_uot",
+            "cost 3e38 soft rows",
+            lambda: uot(cost=torch.full((1, 3, 2), 3e38)),
+            ValueError,
+            "cost",
+        ),
+        Case(
+            "sinkhorn_uot",
+            "cost -1e30 soft rows",
+            lambda: uot(cost=torch.full((1, 3, 2), -1e30)),
+            ValueError,
+            "cost",
+        ),
+        # mixed dtypes
+        Case(
+            "prototype_aggregate",
+            "float64 x, float32 logits",
+            lambda: agg(x=rnd(2, 4, 5, dtype=torch.float64)),
+            TypeError,
+            "logits",
+        ),
+        Case(
+            "DistinctContrastive",
+            "float64 pooled, float32 head",
+            lambda: losses.DistinctContrastive(dim=4)(rnd(3, 2, 4, dtype=torch.float64), rnd(2, 4)),
+            TypeError,
+            "pooled",
+        ),
+        # data
+        Case(
+            "sample_bag",
+            "generator int",
+            lambda: data.sample_bag(rnd(5, 2), 3, generator=5),
+            TypeError,
+            "generator",
+        ),
+        Case(
+            "sample_bags",
+            "generator int",
+            lambda: data.sample_bags([rnd(5, 2)], 3, generator=5),
+            TypeError,
+            "generator",
+        ),
+        Case(
+            "make_synthetic_cohort",
+            "bag_sizes int",
+            lambda: data.make_synthetic_cohort(8, bag_sizes=5),
+            TypeError,
+            "bag_sizes",
+        ),
+        Case(
+            "make_synthetic_cohort",
+            "seed 2**64",
+            lambda: data.make_synthetic_cohort(8, seed=2**64),
+            ValueError,
+            "seed",
+        ),
+        # meta tensors where values must be read
+        Case(
+            "sinkhorn_uot",
+            "meta cost",
+            lambda: uot(cost=torch.rand(2, 4, 3, device="meta")),
+            ValueError,
+            "cost",
+            "meta device",
+        ),
+        Case(
+            "discretize_time",
+            "meta time",
+            lambda: survival.discretize_time(TM.to("meta"), EV.to("meta"), n_bins=2),
+            ValueError,
+            "time",
+            "meta device",
+        ),
+    ]
+)
+
 
 def _params():
     out = []
