@@ -595,3 +595,19 @@ def test_script_error_is_one_line_without_traceback(tmp_path):
         )  # fmt: skip
         assert r.returncode == code, r.stderr
         _one_error_line(r.stderr)
+
+
+@pytest.mark.slow
+def test_torchrun_flag_error_is_printed_by_rank_0_only(tmp_path):
+    """Under torchrun every rank refuses the flag (exit 2), and only rank 0 prints the line."""
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
+        "examples/tta_tcga.py", "--epochs", "0", "--out", str(tmp_path / "o"),
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
+    assert r.returncode != 0
+    text = r.stdout + r.stderr
+    assert text.count("ERROR: --epochs must be an integer >= 1") == 1, text[-3000:]
+    assert "exitcode  : 2" in text or "exit code 2" in text or "exitcode: 2" in text, text[-3000:]
+    assert not (tmp_path / "o").exists()
