@@ -27,17 +27,33 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from minmaxfuse.layers import ModalityAnchors, PrototypeUOTAlign
+from minmaxfuse.layers import FeatureTokenizer, ModalityAnchors, PrototypeUOTAlign
 from minmaxfuse.losses import DistinctContrastive, MinMaxObjective, mass_ramp
 
 from .batches import ModalityInfo
 from .encoders import CoAttentionFusion, GroupedEncoder, PatchEncoder, masked_mean
 
 
+class ScalarEncoder(nn.Module):
+    """One token per scalar column (clinical variables): :class:`FeatureTokenizer` + dropout."""
+
+    def __init__(self, num_features: int, dim: int, *, dropout: float) -> None:
+        super().__init__()
+        self.tok = FeatureTokenizer(num_features, dim)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x`` (B, F, 1) scaled values -> tokens (B, F, D)."""
+        return self.drop(self.tok(x[..., 0]))
+
+
 def _make_encoder(info: ModalityInfo, dim: int, dropout: float) -> nn.Module:
     if info.kind == "bag":
         return PatchEncoder(info.in_dim, dim, dropout=dropout)
-    return GroupedEncoder(torch.as_tensor(info.valid), dim, dropout=dropout)
+    valid = torch.as_tensor(info.valid)
+    if valid.shape[1] == 1:  # every token is one scalar column: x_j * W_j + b_j
+        return ScalarEncoder(valid.shape[0], dim, dropout=dropout)
+    return GroupedEncoder(valid, dim, dropout=dropout)
 
 
 class _Encoders(nn.Module):
@@ -86,6 +102,7 @@ class TTASurvival(nn.Module):
         together_weight: float = 0.5,
         apart_weight: float = 0.5,
         apart_tau: float = 0.1,
+        apart_negatives: str = "anchors",
         allow_missing: bool = False,
         ot_tol: float = 1e-3,
         ot_max_iter: int = 1000,
@@ -114,7 +131,7 @@ class TTASurvival(nn.Module):
         self.ramp_epochs = ramp_epochs
         if apart:
             self.anchors = ModalityAnchors(a, dim, dropout=dropout)
-            self.contrast = DistinctContrastive(apart_tau, dim=dim)
+            self.contrast = DistinctContrastive(apart_tau, dim=dim, negatives=apart_negatives)
         else:
             self.norm = nn.LayerNorm(dim)
         self.fusion = CoAttentionFusion(dim, dropout=dropout)
@@ -274,5 +291,6 @@ def build_model(method: str, infos: Sequence[ModalityInfo], args, *, out_dim: in
         ot_tol=args.ot_tol,
         ot_max_iter=args.ot_max_iter,
         ramp_epochs=args.ramp_epochs,
+        apart_negatives=getattr(args, "apart_negatives", "anchors"),
         **common,
     )

@@ -18,11 +18,12 @@ import platform
 import sys
 import time as _time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 import minmaxfuse
 from minmaxfuse.survival import (
@@ -49,6 +50,7 @@ from .data import (
     read_group_file,
     read_labels,
 )
+from .ensemble import Member, combine, member_splits
 from .model import build_model
 from .train import (
     SurvivalCriterion,
@@ -373,39 +375,69 @@ def fold_metrics(
 # --------------------------------------------------------------------------------------------
 # Coxnet baseline (scikit-survival)
 # --------------------------------------------------------------------------------------------
-def run_coxnet(data: PatientData, fold: Fold, modalities: list[str], seed: int) -> dict:
-    """Elastic-net Cox (l1_ratio 0.5) on the flat scaled features; penalty chosen on val."""
+def _coxnet_path(x: np.ndarray, time: np.ndarray, event: np.ndarray, alphas=None):
+    """Elastic-net Cox path (l1_ratio 0.5); retries shorter paths if the solver diverges."""
     from sksurv.linear_model import CoxnetSurvivalAnalysis
     from sksurv.util import Surv
 
-    x = np.concatenate([data.flat[m] for m in modalities if m in data.flat], 1).astype(np.float64)
-    fit, val, test = data.rows(fold.train), data.rows(fold.val), data.rows(fold.test)
-    y_fit = Surv.from_arrays(event=data.event[fit], time=data.time[fit])
-    model, err = None, None
+    y = Surv.from_arrays(event=event, time=time)
+    err = None
     for amr in (0.01, 0.05, 0.1):
+        kw = {"alphas": alphas} if alphas is not None else {"alpha_min_ratio": amr, "n_alphas": 40}
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                model = CoxnetSurvivalAnalysis(
-                    l1_ratio=0.5, alpha_min_ratio=amr, n_alphas=40, max_iter=20000
-                ).fit(x[fit], y_fit)
-            break
+                return CoxnetSurvivalAnalysis(l1_ratio=0.5, max_iter=20000, **kw).fit(x, y)
         except (ArithmeticError, ValueError) as exc:  # sksurv raises on exploding weights
             err = exc
-            model = None
-    if model is None:
-        raise RuntimeError(f"Coxnet failed on fold {fold.k}: {err}")
-    scores = []
-    for a in model.alphas_:
-        r = model.predict(x[val], alpha=a)
-        scores.append(c_index(data.time[val], data.event[val], r))
-    scores = np.nan_to_num(np.asarray(scores), nan=-1.0)
-    best = int(np.flatnonzero(scores == scores.max())[0])  # ties -> larger penalty (sparser)
-    alpha = float(model.alphas_[best])
-    trn = np.concatenate([fit, val])
+            if alphas is not None:  # drop the smallest penalties and try again
+                alphas = alphas[: max(1, int(len(alphas) * 0.75))]
+    raise RuntimeError(f"Coxnet failed: {err}")
+
+
+def run_coxnet(
+    data: PatientData, fold: Fold, modalities: list[str], seed: int, *, val_frac: float = 0.2
+) -> dict:
+    """Elastic-net Cox on the flat scaled features, penalty chosen by inner cross-validation.
+
+    The outer training fold (fit + val) is cut into ``round(1 / val_frac)`` inner folds,
+    stratified by event. Each penalty of the path is scored by its mean Harrell C over the
+    inner validation folds; the best one (ties: the larger penalty) is then used by the path
+    fitted on the whole outer training fold. The test fold is only scored.
+    """
+    x = np.concatenate([data.flat[m] for m in modalities if m in data.flat], 1).astype(np.float64)
+    outer_ids = list(fold.train) + list(fold.val)
+    trn, test = data.rows(outer_ids), data.rows(fold.test)
+    try:
+        model = _coxnet_path(x[trn], data.time[trn], data.event[trn])
+    except RuntimeError as exc:
+        raise RuntimeError(f"Coxnet failed on fold {fold.k}: {exc}") from None
+    alphas = np.asarray(model.alphas_)
+    k_in = max(2, int(round(1.0 / val_frac)))
+    inner = make_folds(outer_ids, data.event[trn], n_folds=k_in, seed=seed * 7 + 2000 + fold.k)
+    scores = np.full((k_in, len(alphas)), np.nan)
+    for j, val_ids in enumerate(inner):
+        vset = set(val_ids)
+        fit = data.rows([c for c in outer_ids if c not in vset])
+        val = data.rows(val_ids)
+        try:
+            sub = _coxnet_path(x[fit], data.time[fit], data.event[fit], alphas=alphas)
+        except RuntimeError:
+            continue  # this inner fold gives no score (counted below)
+        for i, a in enumerate(alphas):
+            if a >= sub.alphas_.min():
+                r = sub.predict(x[val], alpha=a)
+                scores[j, i] = c_index(data.time[val], data.event[val], r)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: penalty never fitted
+        mean = np.nanmean(scores, axis=0)
+    mean = np.nan_to_num(mean, nan=-1.0)
+    best = int(np.flatnonzero(mean == mean.max())[0])  # alphas decrease: ties -> larger penalty
+    alpha = float(alphas[best])
     return {
         "alpha": alpha,
-        "val_c_index": float(scores[best]),
+        "val_c_index": float(mean[best]),
+        "inner_folds": k_in,
         "risk_test": model.predict(x[test], alpha=alpha),
         "risk_train": model.predict(x[trn], alpha=alpha),
         "n_features": int(x.shape[1]),
@@ -448,6 +480,7 @@ def train_config(args) -> TrainConfig:
         nll_alpha=args.nll_alpha,
         select=args.select,
         min_epoch=args.min_epoch,
+        patience=getattr(args, "patience", 0),
         seed=args.seed,
         amp=not args.no_amp,
         inject_nan_step=args.inject_nan_step,
@@ -496,7 +529,7 @@ def run_method_fold(
     edges = None
     if method == "coxnet":
         mods = [m for m in ds.modalities]
-        cx = run_coxnet(data, fold, mods, args.seed)
+        cx = run_coxnet(data, fold, mods, args.seed, val_frac=args.val_frac)
         risk_test, risk_train = cx["risk_test"], cx["risk_train"]
         rec.update({k: cx[k] for k in ("alpha", "val_c_index", "n_features", "n_nonzero")})
 
@@ -512,46 +545,122 @@ def run_method_fold(
         crit = SurvivalCriterion(
             args.loss, edges=edges, alpha=args.nll_alpha, gather=_dist.active()
         )
-        seed_everything(args.seed * 7919 + fold.k)
         mods = data.modalities
         if method.startswith("single_"):
             mods = [m for m in data.modalities if m.name == method[len("single_") :]]
-        model = build_model(method, mods, args, out_dim=crit.out_dim)
-        state, history, info = train_fold(
-            model,
-            _restrict(data, mods),
-            fit,
-            val,
-            crit,
-            cfg,
-            device,
-            fold=fold.k,
-            state_path=fdir / "state.pt",
-            resume=args.resume,
-            show_progress=show_progress,
-            label=f"{method} ",
-        )
         sub = _restrict(data, mods)
+        n_members = int(getattr(args, "ensemble", 1) or 1)
+        splits = member_splits(fold, data, n_members, val_frac=args.val_frac, seed=args.seed)
+        members: list[Member] = []
+        models: list[nn.Module] = []
+        last_states: list[dict] = []
+        shared = n_members > 1 and getattr(args, "ensemble_select", "member") == "shared"
+        for j, (mfit, mval) in enumerate(splits):
+            # member 0 of every fold keeps the single-model seeds; the others get their own
+            seed_everything(args.seed * 7919 + fold.k + 104_729 * j)
+            model = build_model(method, mods, args, out_dim=crit.out_dim)
+            mcfg = cfg if j == 0 else replace(cfg, seed=cfg.seed + 7_777 * j)
+            if shared:
+                mcfg = replace(mcfg, patience=0)  # every member runs every epoch
+            member_path = fdir / f"member_{j}.pt"
+            if args.resume and member_path.exists():
+                saved = torch.load(member_path, map_location="cpu", weights_only=False)
+                member, last_state = saved["member"], saved["last_state"]
+            else:
+                state, history, info = train_fold(
+                    model,
+                    sub,
+                    mfit,
+                    mval,
+                    crit,
+                    mcfg,
+                    device,
+                    fold=fold.k,
+                    state_path=fdir / ("state.pt" if j == 0 else f"state_{j}.pt"),
+                    resume=args.resume,
+                    show_progress=show_progress,
+                    label=f"{method} " + (f"member {j} " if n_members > 1 else ""),
+                    keep_epoch_states=shared,
+                )
+                member = Member(
+                    index=j,
+                    fit_rows=mfit,
+                    val_rows=mval,
+                    state=state,
+                    selected_epoch=info["selected_epoch"],
+                    epochs_run=info["epochs_run"],
+                    history=history,
+                    epoch_states=info["epoch_states"],
+                )
+                last_state = info["last_state"]
+                if n_members > 1 and _dist.is_main():
+                    report.save_torch(member_path, {"member": member, "last_state": last_state})
+            members.append(member)
+            models.append(model.to(device))
+            last_states.append(last_state)
+        if shared:
+            # one epoch for all members: the best mean validation C over the members (each
+            # member scored on its own held-out inner fold; ties go to the later epoch)
+            curves = np.array(
+                [[h.get("val_c_index", np.nan) for h in m.history] for m in members], np.float64
+            )
+            mean_curve = np.nan_to_num(np.nanmean(curves, axis=0), nan=-np.inf)
+            mean_curve[: cfg.min_epoch] = -np.inf
+            e_star = int(np.flatnonzero(mean_curve == mean_curve.max())[-1])
+            for m in members:
+                m.state, m.selected_epoch = m.epoch_states[e_star], e_star
+        for m, model in zip(members, models):
+            m.epoch_states = []  # not kept past selection
+            sel = [h.get("val_c_index") for h in m.history if h["epoch"] == m.selected_epoch]
+            m.val_c_index = float(sel[0]) if sel and sel[0] is not None else float("nan")
+            model.load_state_dict(m.state)
+            r_trn, _, _ = predict(model, sub, trn, crit, cfg, device)
+            m.train_mean = float(np.mean(r_trn))
+            m.train_sd = float(np.std(r_trn)) or 1.0
+
+        def ens_predict(rows, present=None, states=None):
+            """Combined risk of ``rows`` and every member's logits."""
+            logits = []
+
+            def one(m: Member) -> np.ndarray:
+                mdl = models[m.index]
+                if states is not None:
+                    mdl.load_state_dict(states[m.index])
+                r, lg, _ = predict(mdl, sub, rows, crit, cfg, device, present=present)
+                if states is not None:
+                    mdl.load_state_dict(m.state)
+                logits.append(lg)
+                return r
+
+            return combine(members, one), logits
+
+        risk_test, logits_test = ens_predict(test)
+        risk_train, _ = ens_predict(trn)
         # last-epoch test score, reported alongside (not used for anything)
-        if info["selected_epoch"] == cfg.epochs - 1:
-            risk_last = None  # the selected checkpoint is the last epoch
-        else:
-            model.load_state_dict(info["last_state"])
-            risk_last, _, _ = predict(model, sub, test, crit, cfg, device)
-            model.load_state_dict(state)
-        risk_test, logit_test, extras = predict(
-            model, sub, test, crit, cfg, device, keep_extras=args.explain_out
-        )
-        risk_train, logit_train, _ = predict(model, sub, trn, crit, cfg, device)
-        if risk_last is None:
-            risk_last = risk_test
+        risk_last, _ = ens_predict(test, states=last_states)
+        extras: list = []
+        if args.explain_out:  # transport explanations come from the first member
+            _, _, extras = predict(models[0], sub, test, crit, cfg, device, keep_extras=True)
         rec.update(
             {
-                "selected_epoch": info["selected_epoch"],
-                "select": info["select"],
+                "selected_epoch": members[0].selected_epoch,
+                "select": cfg.select,
                 "c_index_last_epoch": c_index(data.time[test], data.event[test], risk_last),
-                "history": history,
-                "n_params": sum(p.numel() for p in model.parameters()),
+                "history": members[0].history,
+                "n_params": sum(p.numel() for p in models[0].parameters()),
+                "n_members": n_members,
+                "val_c_index": float(np.nanmean([m.val_c_index for m in members])),
+                "members": [
+                    {
+                        "member": m.index,
+                        "n_fit": len(m.fit_rows),
+                        "n_val": len(m.val_rows),
+                        "selected_epoch": m.selected_epoch,
+                        "epochs_run": m.epochs_run,
+                        "val_c_index": m.val_c_index,
+                    }
+                    for m in members
+                ],
             }
         )
         if args.loss == "cox":
@@ -564,13 +673,15 @@ def run_method_fold(
             e_np = edges.double().numpy()
 
             def surv_fn(grid):
-                return nll_survival(logit_test, e_np, grid)
+                return np.mean([nll_survival(lg, e_np, grid) for lg in logits_test], axis=0)
 
         if _dist.is_main():
             report.save_torch(
                 fdir / "checkpoint.pt",
                 {
-                    "model": state,
+                    "model": members[0].state,
+                    "members": [m.state for m in members],
+                    "standardise": [(m.train_mean, m.train_sd) for m in members],
                     "method": method,
                     "fold": fold.k,
                     "modalities": [m.name for m in mods],
@@ -581,9 +692,11 @@ def run_method_fold(
         if extras and _dist.is_main():
             write_explanations(fdir, ds, sub, test, extras)
         if args.drop_modality and args.drop_modality in [m.name for m in mods] and len(mods) > 1:
-            rec.update(_drop_modality_scores(model, sub, test, crit, cfg, device, args))
+            rec.update(_drop_modality_scores(ens_predict, sub, test, args))
         if _dist.is_main():
-            (fdir / "state.pt").unlink(missing_ok=True)
+            for j in range(n_members):
+                (fdir / ("state.pt" if j == 0 else f"state_{j}.pt")).unlink(missing_ok=True)
+                (fdir / f"member_{j}.pt").unlink(missing_ok=True)
     rec.update(
         fold_metrics(
             train_time=data.time[trn],
@@ -668,7 +781,7 @@ def _restrict(data: PatientData, mods: list[ModalityInfo]) -> PatientData:
     return sub
 
 
-def _drop_modality_scores(model, data, test, crit, cfg, device, args) -> dict:
+def _drop_modality_scores(ens_predict, data, test, args) -> dict:
     """Score the test fold with ``--drop-modality`` removed for a fraction of patients."""
     names = [m.name for m in data.modalities]
     a = names.index(args.drop_modality)
@@ -676,7 +789,7 @@ def _drop_modality_scores(model, data, test, crit, cfg, device, args) -> dict:
     present = torch.ones(len(test), len(names), dtype=torch.bool)
     n_drop = int(round(args.drop_frac * len(test)))
     present[rng.choice(len(test), size=n_drop, replace=False), a] = False
-    r, _, _ = predict(model, data, test, crit, cfg, device, present=present)
+    r, _ = ens_predict(test, present=present)
     return {
         "drop_modality": args.drop_modality,
         "drop_frac": args.drop_frac,

@@ -58,6 +58,7 @@ class TrainConfig:
     nll_alpha: float = 0.5
     select: str = "val_cindex"  # or "val_loss" / "last"
     min_epoch: int = 0
+    patience: int = 0  # stop after this many epochs without a better validation score (0: never)
     seed: int = 1
     amp: bool = True  # bf16 autocast on CUDA only
     inject_nan_step: int = -1  # testing hook: make the loss NaN at this global step
@@ -242,11 +243,14 @@ def train_fold(
     resume: bool = False,
     show_progress: bool = True,
     label: str = "",
+    keep_epoch_states: bool = False,
 ) -> tuple[dict, list[dict], dict]:
     """Train on ``fit_rows``, select on ``val_rows`` (never the test fold).
 
     Returns (selected state_dict, per-epoch history, info). With ``state_path``, the full
     training state is saved after every epoch and, with ``resume``, reloaded to continue.
+    ``keep_epoch_states`` also returns a CPU copy of the weights after every epoch in
+    ``info["epoch_states"]`` (for choosing one epoch across the members of an ensemble).
     """
     model.to(device)
     opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr)
@@ -270,12 +274,14 @@ def train_fold(
     history: list[dict] = []
     best = {"score": -math.inf, "epoch": -1, "state": None}
     start_epoch = 0
+    epoch_states: list[dict] = []
     if resume and state_path is not None and state_path.exists():
         st = load_torch(state_path)  # a truncated file: clear error saying how to restart
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["opt"])
         sched.load_state_dict(st["sched"])
         history, best, start_epoch = st["history"], st["best"], st["epoch"]
+        epoch_states = st.get("epoch_states", [])
     t0 = _time.time()
     bar = tqdm(
         range(start_epoch, cfg.epochs),
@@ -360,6 +366,8 @@ def train_fold(
             score = float(epoch)
         score = score if math.isfinite(score) else -math.inf
         history.append(rec)
+        if keep_epoch_states:
+            epoch_states.append(_cpu_state(model))
         # ties go to the later epoch; epochs before min_epoch are never selected
         if epoch >= cfg.min_epoch and (score >= best["score"] or best["state"] is None):
             best = {
@@ -371,6 +379,14 @@ def train_fold(
             bar.set_postfix(
                 loss=f"{rec['train_loss']:.3f}", val_c=f"{rec.get('val_c_index', float('nan')):.3f}"
             )
+        # early stopping on the validation score (never the test fold); the state below is
+        # still saved so that --resume sees a finished member
+        stop = (
+            cfg.patience > 0
+            and epoch >= cfg.min_epoch
+            and epoch - best["epoch"] >= cfg.patience
+            and epoch + 1 < cfg.epochs
+        )
         if state_path is not None and _dist.is_main():
             save_torch(
                 state_path,
@@ -380,18 +396,23 @@ def train_fold(
                     "sched": sched.state_dict(),
                     "history": history,
                     "best": best,
-                    "epoch": epoch + 1,
+                    "epoch": cfg.epochs if stop else epoch + 1,
                     "config": asdict(cfg),
+                    "epoch_states": epoch_states,
                 },
             )
         if cfg.interrupt_after >= 0 and epoch + 1 >= cfg.interrupt_after:
             raise Interrupted(f"interrupted after epoch {epoch} of fold {fold} (testing hook)")
+        if stop:
+            break
     last_state = _cpu_state(model)
     info = {
         "selected_epoch": best["epoch"],
+        "epochs_run": len(history),
         "select": cfg.select,
         "seconds": _time.time() - t0,
         "steps_per_epoch": steps_per_epoch,
         "last_state": last_state,
+        "epoch_states": epoch_states,
     }
     return best["state"] if best["state"] is not None else last_state, history, info
