@@ -23,6 +23,7 @@ from .errors import (
     ResumeStateError,
     UsageError,
 )
+from .recipes import RECIPES, apply_recipe
 from .train import Interrupted, NonFiniteLossError
 
 _REPO = Path(__file__).resolve().parents[2]
@@ -51,6 +52,9 @@ class _Help(argparse.HelpFormatter):
         if "default" in text or any(action.default is v for v in (None, False, argparse.SUPPRESS)):
             return text
         return f"{text} (default: %(default)s)" if text else "(default: %(default)s)"
+
+
+R = "(default: from --recipe)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -140,6 +144,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = p.add_argument_group("model")
     m.add_argument(
+        "--recipe",
+        default="auto",
+        choices=["auto", *RECIPES],
+        help="named defaults for the flags marked 'from --recipe': small-cohort (the "
+        "ensemble recipe for a few hundred patients), tta (the authors' schedule, one model), "
+        "synthetic (the quick demo); auto: synthetic without --cohort-csv, else small-cohort. "
+        "A flag given explicitly always wins",
+    )
+    m.add_argument(
         "--method",
         default="tta",
         help="tta | tta_no_together | tta_no_apart | late_concat | single_<modality> | coxnet",
@@ -151,14 +164,16 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run tta, both ablations, late fusion, single modalities and Coxnet",
     )
-    m.add_argument("--dim", type=int, default=None, help="token size (default: 256; 64 synthetic)")
+    m.add_argument("--dim", type=int, default=None, help=f"token size D {R}")
     m.add_argument(
         "--prototypes",
         type=int,
         default=None,
-        help="number K of prototypes (default: 32; 16 synthetic)",
+        help=f"number K of prototypes {R}",
     )
-    m.add_argument("--dropout", type=float, default=0.3, help="dropout probability, in [0, 1)")
+    m.add_argument(
+        "--dropout", type=float, default=None, help=f"dropout probability, in [0, 1) {R}"
+    )
     m.add_argument(
         "--rho-eval",
         type=float,
@@ -176,10 +191,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     m.add_argument(
         "--apart-negatives",
-        default="anchors",
+        default=None,
         choices=["anchors", "batch"],
         help="negatives of the Apart contrastive term: the other modalities' anchors only "
-        "(TTA) or also every other-modality vector of the batch",
+        f"(TTA) or also every other-modality vector of the batch {R}",
     )
     m.add_argument(
         "--ot-tol",
@@ -194,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         help="epochs of the transported-mass ramp 0.1->1; 0: the full mass from the start "
-        "(default: 10, as TTA; 2 synthetic)",
+        f"{R}",
     )
     m.add_argument(
         "--loss",
@@ -215,29 +230,28 @@ def build_parser() -> argparse.ArgumentParser:
         "--epochs",
         type=int,
         default=None,
-        help="training epochs (default: 30, as TTA; 5 synthetic)",
+        help=f"training epochs (the most, with --patience) {R}",
     )
     t.add_argument(
         "--batch-size",
         type=int,
-        default=32,
-        help="patients per global batch, >= 2 (split across ranks under torchrun)",
+        default=None,
+        help=f"patients per global batch, >= 2 (split across ranks under torchrun) {R}",
     )
     t.add_argument(
-        "--lr", type=float, default=None, help="learning rate (default: 1e-4; 2e-3 synthetic)"
+        "--lr", type=float, default=None, help=f"peak learning rate {R}"
     )
     t.add_argument(
         "--weight-decay",
         type=float,
-        default=1e-5,
-        help="AdamW weight decay (not on biases and norms)",
+        default=None,
+        help=f"AdamW weight decay (not on biases and norms) {R}",
     )
     t.add_argument(
         "--warmup-epochs",
         type=float,
         default=None,
-        help="epochs of linear learning-rate warm-up before the cosine decay "
-        "(default: half of --epochs, as TTA; 10%% synthetic)",
+        help=f"epochs of linear learning-rate warm-up before the cosine decay {R}",
     )
     t.add_argument(
         "--grad-clip", type=float, default=5.0, help="gradient-norm clip; 0: no clipping"
@@ -246,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--bag-size",
         type=int,
         default=None,
-        help="patches per training bag; 0: every patch (default: 4096; 64 synthetic)",
+        help=f"patches per training bag; 0: every patch {R}",
     )
     t.add_argument(
         "--select",
@@ -263,25 +277,25 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--patience",
         type=int,
-        default=0,
+        default=None,
         help="early stopping: stop a model after this many epochs without a better validation "
-        "score (0: train all epochs)",
+        f"score; 0: train all epochs {R}",
     )
     t.add_argument(
         "--ensemble",
         type=int,
-        default=1,
+        default=None,
         help="deep models per outer fold; with N > 1 each is trained on inner folds of the "
         "training fold and validated on the held-out inner fold, and their standardised risks "
-        "are averaged",
+        f"are averaged {R}",
     )
     t.add_argument(
         "--ensemble-select",
-        default="member",
+        default=None,
         choices=["member", "shared"],
         help="with --ensemble > 1: each member keeps its own best validation epoch ('member'), "
         "or all members use the one epoch with the best mean validation C over the members "
-        "('shared': every member runs every epoch, --patience is not used)",
+        f"('shared': every member runs every epoch, --patience is not used) {R}",
     )
     t.add_argument("--seed", type=int, default=1, help="random seed (folds, models, batches)")
     t.add_argument(
@@ -339,21 +353,7 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
             f"got {args.modalities!r}"
         )
     args.modalities = mods
-    if args.dim is None:
-        args.dim = 64 if synthetic else 256
-    if args.prototypes is None:
-        args.prototypes = 16 if synthetic else 32
-    if args.ramp_epochs is None:
-        args.ramp_epochs = 2.0 if synthetic else 10.0
-    if args.bag_size is None:
-        args.bag_size = 64 if synthetic else 4096
-    if args.epochs is None:
-        args.epochs = 5 if synthetic else 30
-    if args.lr is None:
-        args.lr = 2e-3 if synthetic else 1e-4
-    if args.warmup_epochs is None:
-        # TTA: 15 warm-up epochs of 30; the short synthetic run warms up for 10 %
-        args.warmup_epochs = (0.1 if synthetic else 0.5) * args.epochs
+    apply_recipe(args, synthetic)  # fills the flags left unset (examples/tta/recipes.py)
     args.explain_out = True  # per-patient transport masses are always saved for the TTA model
     return args
 

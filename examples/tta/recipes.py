@@ -14,10 +14,11 @@ A flag given on the command line always wins; a recipe only fills the flags left
 
 from __future__ import annotations
 
+# a value may be a function of the already filled arguments (the warm-up follows --epochs)
 RECIPES: dict[str, dict[str, object]] = {
     "small-cohort": {
         "dim": 64,
-        "prototypes": 16,
+        "prototypes": 32,
         "dropout": 0.3,
         "epochs": 30,
         "lr": 1e-3,
@@ -37,7 +38,7 @@ RECIPES: dict[str, dict[str, object]] = {
         "dropout": 0.3,
         "epochs": 30,
         "lr": 1e-4,
-        "warmup_epochs": 15.0,
+        "warmup_epochs": lambda args: 0.5 * args.epochs,  # TTA: 15 of 30
         "ramp_epochs": 10.0,
         "batch_size": 32,
         "weight_decay": 1e-5,
@@ -53,7 +54,7 @@ RECIPES: dict[str, dict[str, object]] = {
         "dropout": 0.3,
         "epochs": 5,
         "lr": 2e-3,
-        "warmup_epochs": 0.5,
+        "warmup_epochs": lambda args: 0.1 * args.epochs,
         "ramp_epochs": 2.0,
         "batch_size": 32,
         "weight_decay": 1e-5,
@@ -82,6 +83,6 @@ def apply_recipe(args, synthetic: bool) -> list[str]:
     filled = []
     for key, value in RECIPES[name].items():
         if getattr(args, key, None) is None:
-            setattr(args, key, value)
+            setattr(args, key, value(args) if callable(value) else value)
             filled.append(key)
     return filled

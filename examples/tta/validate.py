@@ -128,6 +128,7 @@ RULES: dict[str, Number | Choice | Switch | Checked | Exempt] = {
     "synthetic_patients": Int(2),
     "tcga": Checked("_check_paths"),
     # ---- model
+    "recipe": Choice(),
     "method": Checked("_check_names"),
     "no_together": Switch(),
     "no_apart": Switch(),
@@ -389,6 +390,8 @@ def check_resume(args, parser) -> None:
     path = Path(args.out) / RUN_CONFIG
     if not args.resume or not path.exists():
         return
+    if not any(Path(args.out).glob("*/fold_*/*")):
+        return  # that run stopped before any fold saved anything: nothing is reused
     from .errors import ResumeStateError
 
     try:
