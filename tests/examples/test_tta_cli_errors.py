@@ -611,3 +611,15 @@ def test_torchrun_flag_error_is_printed_by_rank_0_only(tmp_path):
     assert text.count("ERROR: --epochs must be an integer >= 1") == 1, text[-3000:]
     assert "exitcode  : 2" in text or "exit code 2" in text or "exitcode: 2" in text, text[-3000:]
     assert not (tmp_path / "o").exists()
+
+
+def test_resume_after_a_failed_start_may_change_flags(inputs, tmp_path, capsys):
+    """A run refused before any fold saved anything leaves nothing to resume: no flag check."""
+    out = tmp_path / "o"
+    argv = _fill([*R("--cohort-csv", "{omics_text}"), "--out", str(out)], inputs)
+    assert main(argv) == 6
+    assert (out / "run_config.json").exists()
+    capsys.readouterr()
+    argv = _fill([*R("--cohort-csv", "{no_events}"), "--out", str(out), "--resume"], inputs)
+    assert main(argv) == 7  # got past the --resume check to the data
+    assert "no events" in _one_error_line(capsys.readouterr().err)
