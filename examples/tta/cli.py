@@ -83,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     d.add_argument(
         "--groups",
-        help="group file for all omics, or rna=FILE,cnv=FILE "
+        help="group file for all omics, or rna=FILE,cnv=FILE; FILE 'columns' makes one "
+        "token per column "
         "(default: 50 Hallmarks for rna, 6 MCAT families for cnv/mut)",
     )
     d.add_argument(

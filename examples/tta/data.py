@@ -435,7 +435,8 @@ def build_groups(genes: Sequence[str], groups: dict[str, list[str]] | None) -> G
         raise DataFileError(
             f"no group of the group file{where} has a gene measured in the cohort table "
             f"(e.g. {', '.join(repr(g) for g in list(genes)[:3])} are measured): check the "
-            "group file against the table"
+            "group file against the table, or pass --groups MODALITY=columns for one token per "
+            "column"
         )
     return GroupSpec(names, index, dropped)
 

@@ -173,7 +173,11 @@ def real_dataset(args, tcga: Path | None) -> Dataset:
     groups = {}
     for m in modalities:
         if m in ("rna", "cnv", "mut"):
-            spec = build_groups(list(cohort.omics[m].columns), read_group_file(group_files[m]))
+            cols = list(cohort.omics[m].columns)
+            if group_files[m] == "columns":  # one token per measured column (FeatureTokenizer)
+                spec = build_groups(cols, None)
+            else:
+                spec = build_groups(cols, read_group_file(group_files[m]))
             if spec.dropped:
                 notes.append(
                     f"{m}: {len(spec.dropped)} groups without measured genes dropped: "
@@ -982,7 +986,9 @@ def results_table(summaries: dict, methods: list[str]) -> str:
         rows.append(
             {
                 "method": m,
-                "c": f"{s['c_index_mean']:.3f} ± {s['c_index_std']:.3f}",
+                "c": f"{s['c_index_mean']:.3f} ± {s['c_index_std']:.3f}"
+                if s["n_folds"] > 1
+                else f"{s['c_index_mean']:.3f} (1 fold, no sd)",
                 "uno": f"{s.get('c_index_uno_mean', float('nan')):.3f}",
                 "ibs": f"{s.get('ibs_mean', float('nan')):.3f}",
                 "folds": " ".join(

@@ -28,6 +28,7 @@ RESUME_FREE = (
     "resume", "quiet", "out", "threads", "explain", "device", "inject_nan_step", "interrupt_after",
 )  # fmt: skip
 RUN_CONFIG = "run_config.json"
+COLUMNS = "columns"  # --groups cnv=columns: one token per measured column
 
 
 @dataclass(frozen=True)
@@ -338,7 +339,8 @@ def _check_groups(args) -> None:
                 f"--groups names {key!r}, which is not an omics modality of this run "
                 f"({','.join(omics)})"
             )
-        _is_table(path.strip())
+        if path.strip() != COLUMNS:  # "columns": one token per column, no file
+            _is_table(path.strip())
     _groups_complete(args, omics)
 
 

@@ -10,6 +10,7 @@ import json
 from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from examples.tta.cli import main
@@ -184,3 +185,21 @@ def test_ensemble_resume_after_interrupt_matches_uninterrupted(tmp_path):
     assert main([*argv, "--out", str(cut), "--resume"]) == 0
     for ra, rb in zip(_fold_results(full), _fold_results(cut)):
         assert ra["c_index"] == rb["c_index"] and ra["members"] == rb["members"]
+
+
+def test_groups_columns_gives_one_token_per_column(tmp_path):
+    """``--groups cnv=columns``: every CNV column becomes its own scalar token."""
+    from tests.examples.test_tta_cli_errors import _cohort_frame
+
+    cohort = tmp_path / "cohort.csv"
+    _cohort_frame().to_csv(cohort, index=False)
+    groups = tmp_path / "groups.csv"
+    pd.DataFrame({"A": ["G0", "G1", "G2"], "B": ["G3", "G4", None]}).to_csv(groups, index=False)
+    out = tmp_path / "cols"
+    argv = ["--cohort-csv", str(cohort), "--modalities", "rna,cnv", "--folds", "2", "--quiet"]
+    argv += ["--groups", f"rna={groups},cnv=columns", "--epochs", "1", "--dim", "8"]
+    assert main([*argv, "--ensemble", "1", "--threads", "1", "--out", str(out)]) == 0
+    cfg = json.loads((out / "results.json").read_text())["config"]
+    assert cfg["groups"]["cnv"]["names"] == [f"G{i}" for i in range(6)]
+    assert cfg["groups"]["cnv"]["sizes"] == [1] * 6
+    assert cfg["groups"]["rna"]["names"] == ["A", "B"]
