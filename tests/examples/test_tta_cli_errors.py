@@ -623,3 +623,14 @@ def test_resume_after_a_failed_start_may_change_flags(inputs, tmp_path, capsys):
     argv = _fill([*R("--cohort-csv", "{no_events}"), "--out", str(out), "--resume"], inputs)
     assert main(argv) == 7  # got past the --resume check to the data
     assert "no events" in _one_error_line(capsys.readouterr().err)
+
+
+def test_a_single_fold_is_reported_without_a_nan_sd():
+    """--splits DIR --folds 1 runs one fold: the table says so instead of '± nan'."""
+    from examples.tta.protocol import results_table
+
+    one = {"c_index_mean": 0.61, "c_index_std": float("nan"), "n_folds": 1, "folds": []}
+    two = {"c_index_mean": 0.6, "c_index_std": 0.02, "n_folds": 2, "folds": []}
+    text = results_table({"a": one, "b": two}, ["a", "b"])
+    assert "nan" not in text.split("\n")[2].split("  ")[1] and "1 fold" in text
+    assert "0.600 ± 0.020" in text
