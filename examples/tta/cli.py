@@ -209,8 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--ramp-epochs",
         type=float,
         default=None,
-        help="epochs of the transported-mass ramp 0.1->1; 0: the full mass from the start "
-        f"{R}",
+        help=f"epochs of the transported-mass ramp 0.1->1; 0: the full mass from the start {R}",
     )
     m.add_argument(
         "--loss",
@@ -239,9 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help=f"patients per global batch, >= 2 (split across ranks under torchrun) {R}",
     )
-    t.add_argument(
-        "--lr", type=float, default=None, help=f"peak learning rate {R}"
-    )
+    t.add_argument("--lr", type=float, default=None, help=f"peak learning rate {R}")
     t.add_argument(
         "--weight-decay",
         type=float,
