@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .data import Fold, make_folds
+from .errors import ProtocolError
 
 
 @dataclass
@@ -57,6 +58,12 @@ def member_splits(
     outer = list(fold.train) + list(fold.val)
     ev = data.event[data.rows(outer)]
     k_in = max(n_members, int(round(1.0 / val_frac)))
+    if int(ev.sum()) < k_in:
+        raise ProtocolError(
+            f"fold {fold.k}: --ensemble {n_members} cuts the training fold into {k_in} inner "
+            f"folds, but it has only {int(ev.sum())} events, so some members would validate "
+            "on no event; use a smaller --ensemble (or a larger --val-frac)"
+        )
     inner = make_folds(outer, ev, n_folds=k_in, seed=seed * 7 + 1000 + fold.k)
     test = set(fold.test)
     out = []

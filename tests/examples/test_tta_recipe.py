@@ -203,3 +203,14 @@ def test_groups_columns_gives_one_token_per_column(tmp_path):
     assert cfg["groups"]["cnv"]["names"] == [f"G{i}" for i in range(6)]
     assert cfg["groups"]["cnv"]["sizes"] == [1] * 6
     assert cfg["groups"]["rna"]["names"] == ["A", "B"]
+
+
+def test_ensemble_refuses_inner_folds_without_events():
+    from examples.tta.errors import ProtocolError
+
+    ids = [f"P{i}" for i in range(30)]
+    event = np.zeros(30, bool)
+    event[[0, 1, 2]] = True  # 3 events in the training fold, 5 inner folds
+    fold = Fold(k=0, train=ids[:20], val=ids[20:25], test=ids[25:])
+    with pytest.raises(ProtocolError, match="only 3 events"):
+        member_splits(fold, _Data(ids, event), 5, val_frac=0.2, seed=0)
