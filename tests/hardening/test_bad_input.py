@@ -37,6 +37,7 @@ EXCLUDED = {
     "world_size": "takes no argument",
     "Schedule": "abstract base class; its subclasses are in the table",
     "UOTResult": "NamedTuple returned by the solvers, never validated input",
+    "SemanticUOTResult": "NamedTuple returned by semantic_uot",
     "AlignOutput": "NamedTuple returned by PrototypeUOTAlign",
     "AnchorOutput": "NamedTuple returned by ModalityAnchors",
     "MinMaxComponents": "NamedTuple returned by MinMaxObjective.forward_components",
@@ -122,6 +123,11 @@ def cidx(fn, **over):
 def uot(**over):
     args = {"cost": rnd(2, 4, 3)} | over
     return ot.sinkhorn_uot(args.pop("cost"), **args)
+
+
+def sem(**over):
+    args = {"cost": rnd(2, 4, 3), "features": rnd(2, 4, 5), "rho": 0.5} | over
+    return ot.semantic_uot(args.pop("cost"), args.pop("features"), args.pop("rho"), **args)
 
 
 def contrast(**over):
@@ -589,6 +595,30 @@ CASES: list[Case] = [
         ValueError,
         "cost",
     ),
+    Case("semantic_uot", "2-d cost", lambda: sem(cost=rnd(4, 3)), ValueError, "cost"),
+    Case("semantic_uot", "2-d features", lambda: sem(features=rnd(2, 4)), ValueError, "features"),
+    Case("semantic_uot", "features N", lambda: sem(features=rnd(2, 5, 5)), ValueError, "features"),
+    Case(
+        "semantic_uot",
+        "features dtype",
+        lambda: sem(features=rnd(2, 4, 5, dtype=torch.float64)),
+        TypeError,
+        "features",
+    ),
+    Case(
+        "semantic_uot",
+        "nan features valid",
+        lambda: sem(features=with_value(rnd(2, 4, 5), (0, 1, 2), NAN)),
+        ValueError,
+        "features",
+    ),
+    Case("semantic_uot", "float mask", lambda: sem(mask=torch.ones(2, 4)), TypeError, "mask"),
+    Case("semantic_uot", "rho 0", lambda: sem(rho=0.0), ValueError, "rho"),
+    Case("semantic_uot", "semantic < 0", lambda: sem(semantic=-0.1), ValueError, "semantic"),
+    Case("semantic_uot", "max_outer 0", lambda: sem(max_outer=0), ValueError, "max_outer"),
+    Case("semantic_uot", "outer_tol", lambda: sem(outer_tol=-1.0), ValueError, "outer_tol"),
+    Case("semantic_uot", "grad", lambda: sem(grad="envelope"), ValueError, "grad", "'detach'"),
+    Case("semantic_uot", "reg", lambda: sem(reg=0.0), ValueError, "reg"),
     # --- layers ---------------------------------------------------------------------------------
     Case("PrototypeUOTAlign", "dim 0", lambda: layers.PrototypeUOTAlign(0), ValueError, "dim"),
     Case(
@@ -599,6 +629,14 @@ CASES: list[Case] = [
         "temperature",
     ),
     Case("PrototypeUOTAlign", "reg", lambda: align(reg=-0.1), ValueError, "reg"),
+    Case("PrototypeUOTAlign", "semantic", lambda: align(semantic=-0.1), ValueError, "semantic"),
+    Case(
+        "PrototypeUOTAlign",
+        "semantic_max_iter",
+        lambda: align(semantic_max_iter=0),
+        ValueError,
+        "semantic_max_iter",
+    ),
     Case("PrototypeUOTAlign", "reg_m", lambda: align(reg_m=0.0), ValueError, "reg_m"),
     Case("PrototypeUOTAlign", "mass 0", lambda: align(mass=0.0), ValueError, "mass"),
     Case("PrototypeUOTAlign", "mass > 1", lambda: align(mass=1.01), ValueError, "mass"),
