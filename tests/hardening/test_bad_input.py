@@ -130,6 +130,11 @@ def sem(**over):
     return ot.semantic_uot(args.pop("cost"), args.pop("features"), args.pop("rho"), **args)
 
 
+def skc(**over):
+    args = {"logits": rnd(2, 3, 4, 5)} | over
+    return losses.sinkhorn_consistency_loss(args.pop("logits"), **args)
+
+
 def contrast(**over):
     args = {"pooled": rnd(3, 2, 4), "anchors": rnd(2, 4)} | over
     return losses.distinct_contrastive_loss(args.pop("pooled"), args.pop("anchors"), **args)
@@ -846,6 +851,83 @@ CASES: list[Case] = [
         "scale",
     ),
     # --- losses ---------------------------------------------------------------------------------
+    Case(
+        "sinkhorn_consistency_loss",
+        "3-d logits",
+        lambda: skc(logits=rnd(2, 4, 5)),
+        ValueError,
+        "logits",
+    ),
+    Case(
+        "sinkhorn_consistency_loss",
+        "one view",
+        lambda: skc(logits=rnd(1, 3, 4, 5)),
+        ValueError,
+        "logits",
+    ),
+    Case(
+        "sinkhorn_consistency_loss",
+        "nan logits valid",
+        lambda: skc(logits=with_value(rnd(2, 3, 4, 5), (0, 1, 2, 3), NAN)),
+        ValueError,
+        "logits",
+    ),
+    Case(
+        "sinkhorn_consistency_loss",
+        "mask shape",
+        lambda: skc(mask=mask(1, 3)[0]),
+        ValueError,
+        "mask",
+    ),
+    Case(
+        "sinkhorn_consistency_loss",
+        "empty mask",
+        lambda: skc(mask=torch.zeros(4, dtype=torch.bool)),
+        ValueError,
+        "mask",
+    ),
+    Case(
+        "sinkhorn_consistency_loss",
+        "features shape",
+        lambda: skc(features=rnd(2, 3, 5, 2)),
+        ValueError,
+        "features",
+    ),
+    Case(
+        "sinkhorn_consistency_loss",
+        "semantic no features",
+        lambda: skc(semantic=0.1),
+        ValueError,
+        "features",
+    ),
+    Case("sinkhorn_consistency_loss", "rho 0", lambda: skc(rho=0.0), ValueError, "rho"),
+    Case(
+        "sinkhorn_consistency_loss",
+        "target_grad",
+        lambda: skc(target_grad="unroll"),
+        ValueError,
+        "target_grad",
+    ),
+    Case(
+        "sinkhorn_consistency_loss",
+        "reduction",
+        lambda: skc(reduction="max"),
+        ValueError,
+        "reduction",
+    ),
+    Case(
+        "SinkhornConsistency", "rho > 1", lambda: losses.SinkhornConsistency(1.5), ValueError, "rho"
+    ),
+    Case(
+        "SinkhornConsistency",
+        "semantic",
+        lambda: losses.SinkhornConsistency(semantic=-1.0),
+        ValueError,
+        "semantic",
+    ),
+    Case(
+        "SinkhornConsistency", "reg", lambda: losses.SinkhornConsistency(reg=0.0), ValueError, "reg"
+    ),
     Case(
         "distinct_contrastive_loss",
         "2-d pooled",
