@@ -30,7 +30,7 @@ from minmaxfuse._checks import (
     reads_values,
 )
 from minmaxfuse._numerics import l2_normalize
-from minmaxfuse.losses import soft_assignment_loss
+from minmaxfuse.losses import sinkhorn_consistency_loss, soft_assignment_loss
 from minmaxfuse.ot import partial_uot, sinkhorn_uot
 from minmaxfuse.ot._semantic import _semantic_uot
 
@@ -172,6 +172,27 @@ def _aggregate(x: Tensor, logits: Tensor, plan: Tensor, m: Tensor, beta: float, 
     return tokens
 
 
+def _token_views(
+    mask: Tensor, keep: float, swap: float, min_keep: int, generator: torch.Generator | None
+) -> tuple[Tensor, Tensor]:
+    """Two token-dropout views ``(b, N)`` of bags with valid tokens ``mask (b, N)``.
+
+    View 1 keeps ``k = min(n, max(min_keep, round(keep n)))`` random valid tokens; view 2 swaps
+    ``s = min(round(swap k), n - k)`` of them for held-out ones (both views have ``k`` tokens).
+    """
+    b, n_max = mask.shape
+    scores = torch.rand(b, n_max, generator=generator).to(mask.device)
+    scores = scores.masked_fill(~mask, 2.0)  # padding ranks last
+    rank = scores.argsort(dim=-1).argsort(dim=-1)  # (b, N)
+    n = mask.sum(-1)
+    k = torch.minimum(n, torch.round(keep * n.double()).long().clamp_min(min_keep))
+    s = torch.minimum(torch.round(swap * k.double()).long(), n - k)
+    k, s = k.unsqueeze(-1), s.unsqueeze(-1)
+    v1 = rank < k
+    v2 = (rank < k - s) | ((rank >= k) & (rank < k + s))
+    return v1, v2
+
+
 class PrototypeUOTAlign(nn.Module):
     r"""Together stage of TTA: align every modality to one shared prototype bank with partial UOT.
 
@@ -256,6 +277,14 @@ class PrototypeUOTAlign(nn.Module):
         Maximum number of majorisation-minimisation steps (TTA: 100).
     semantic_tol : float, default 1e-6
         Stop a patient's MM loop when its objective changes by less than this (TTA: 1e-6).
+    heads : int, default 1
+        Number ``H`` of assignment heads (TTA: 5). Head 0 uses ``projections``; heads
+        ``1..H-1`` have their own per-modality projections (``head_projections``) onto the same
+        bank. The ``primary`` head of each modality (a buffer, initially 0) drives the logits,
+        the transport, the aggregation and the loss; the semantic term's similarity always uses
+        head 0, as in TTA. Train the heads with :meth:`consistency_loss` and re-select the
+        primary heads once per epoch with :meth:`update_primary`. With ``heads=1`` nothing is
+        added to the module (state dicts are unchanged).
 
     Raises
     ------
@@ -284,8 +313,11 @@ class PrototypeUOTAlign(nn.Module):
       (``semantic=0.0``): a plain log-domain UOT with the same marginals (the authors never
       measured that term's effect); ``semantic=0.1`` is TTA's setting. Each patient's MM loop
       stops on its own, where TTA stops the batch when all patients have converged;
-    * single head only (TTA's 5-head primary-head selection and its SK consistency loss, which
-      sits at :math:`\log K` in the authors' logs, are not implemented);
+    * one head by default (``heads=1``); ``heads=5`` with :meth:`consistency_loss` (weight
+      0.01 per modality in TTA) and :meth:`update_primary` once per epoch gives TTA's multi-head
+      variant, whose consistency loss sits at :math:`\log K` in the authors' logs. The views
+      are drawn by :meth:`consistency_loss` itself, and the WSI term is not gated to every
+      third batch (call it as often as wanted);
     * ``mass`` defaults to 1.0: TTA evaluates with :math:`\rho \approx 0.106` because no step is
       passed at inference; pass ``rho=mass_ramp(0.0)`` to reproduce that.
     * precision: the projections follow autocast; the cosine logits, the cost, the plan, the
@@ -336,6 +368,7 @@ class PrototypeUOTAlign(nn.Module):
         semantic: float = 0.0,
         semantic_max_iter: int = 100,
         semantic_tol: float = 1e-6,
+        heads: int = 1,
     ) -> None:
         super().__init__()
         self.dim = check_int(dim, "dim", minimum=1)
@@ -389,6 +422,17 @@ class PrototypeUOTAlign(nn.Module):
             self.missing_tokens = nn.Parameter(0.02 * torch.randn(a, self.num_prototypes, self.dim))
         else:
             self.register_parameter("missing_tokens", None)
+        # created last, so that heads=1 draws the same initial parameters as before
+        self.heads = check_int(heads, "heads", minimum=1)
+        if self.heads > 1:
+            self.head_projections = nn.ModuleList(
+                nn.ModuleList(nn.Linear(self.dim, self.dim) for _ in range(self.heads - 1))
+                for _ in range(a)
+            )
+        else:
+            self.head_projections = None
+        # (A,) primary head per modality; saved in the state dict only when heads > 1
+        self.register_buffer("primary", torch.zeros(a, dtype=torch.long), persistent=self.heads > 1)
 
     # ------------------------------------------------------------------------------ helpers
     def _validate(
@@ -481,6 +525,147 @@ class PrototypeUOTAlign(nn.Module):
             res = partial_uot(cost, rho, reg_m_cols=self.reg_m, **kw)
         return res.plan * n_valid.unsqueeze(-1)  # (B, N, K)
 
+    def _primary_list(self) -> list[int]:
+        return self.primary.tolist() if self.heads > 1 else [0] * self.num_modalities
+
+    def _projection(self, m: int, h: int) -> nn.Module:
+        if h == 0:
+            return self.projections[m]
+        assert self.head_projections is not None
+        return self.head_projections[m][h - 1]
+
+    # ------------------------------------------------------------------------- multi-head
+    def consistency_loss(
+        self,
+        tokens: Sequence[Tensor],
+        masks: Sequence[Tensor | None] | None = None,
+        *,
+        rho: float | None = None,
+        semantic: float = 0.0,
+        max_bags: int = 4,
+        keep: float = 0.8,
+        swap: float = 0.2,
+        min_keep: int = 4,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        r"""Multi-head Sinkhorn consistency of every modality and head (TTA's SK loss).
+
+        For each modality, up to ``max_bags`` random patients that have it are drawn. View 1
+        keeps a random ``keep`` fraction of each bag's valid tokens (at least ``min_keep``, at
+        most all); view 2 is view 1 with a ``swap`` fraction of its tokens replaced by held-out
+        tokens (as many as there are). For every head the bag logits are the token means of the
+        cosine logits of each view, and :func:`~minmaxfuse.losses.sinkhorn_consistency_loss`
+        compares the views by swapped prediction (bag features for the semantic term: the token
+        means of the normalised projected tokens).
+
+        Parameters
+        ----------
+        tokens, masks
+            As :meth:`forward`.
+        rho : float in (0, 1], optional
+            Transported mass of the pseudo-label problems (default ``mass``).
+        semantic : float, default 0.0
+            Semantic weight of the pseudo-label problems (TTA: ``(1 - rho) * 0.1``).
+        max_bags : int, default 4
+            Patients per modality (TTA: 4).
+        keep, swap : float in (0, 1] and [0, 1], default 0.8 and 0.2
+            Token dropout of the views (TTA: 0.8, 0.2).
+        min_keep : int, default 4
+            Smallest view of a bag that has that many tokens (TTA: 4 for pathways).
+        generator : torch.Generator, optional
+            CPU generator for the patient and token draws.
+
+        Returns
+        -------
+        Tensor, shape (A, H)
+            Per modality and head; 0 for a modality no patient of the batch has. TTA adds
+            ``0.01`` times each modality's head mean to the training loss and keeps an epoch
+            average for :meth:`update_primary`.
+
+        Raises
+        ------
+        ValueError, TypeError
+            As :meth:`forward`, or on an illegal ``rho``, ``semantic``, ``max_bags``, ``keep``,
+            ``swap`` or ``min_keep``.
+        """
+        mks = self._validate(tokens, masks)
+        r = self.mass if rho is None else check_in_range(rho, "rho", 0.0, 1.0, low_open=True)
+        lam = check_nonnegative(semantic, "semantic")
+        max_bags = check_int(max_bags, "max_bags", minimum=1)
+        keep = check_in_range(keep, "keep", 0.0, 1.0, low_open=True)
+        swap = check_in_range(swap, "swap", 0.0, 1.0)
+        min_keep = check_int(min_keep, "min_keep", minimum=1)
+        work = torch.promote_types(tokens[0].dtype, torch.float32)
+        out = []
+        for m, (x, mk) in enumerate(zip(tokens, mks)):
+            idx = mk.any(dim=-1).nonzero().flatten()
+            if idx.numel() == 0:
+                out.append((self.prototypes.sum() * 0.0).to(work).expand(self.heads))
+                continue
+            pick = torch.randperm(idx.numel(), generator=generator)[:max_bags].to(idx.device)
+            sel = idx.index_select(0, pick)
+            xb = x.index_select(0, sel)
+            mb = mk.index_select(0, sel)
+            xb = xb.masked_fill(~mb.unsqueeze(-1), 0.0)
+            views = _token_views(mb, keep, swap, min_keep, generator)  # 2 x (b, N)
+            hs = [self._projection(m, h)(xb) for h in range(self.heads)]
+            with autocast_off(xb):
+                p_hat = l2_normalize(self.prototypes.to(work))
+                lgs, fes = [], []
+                for vm in views:
+                    w = vm.unsqueeze(-1).to(work) / vm.sum(-1, keepdim=True).unsqueeze(-1).to(work)
+                    lg_h, fe_h = [], []
+                    for h in hs:
+                        hn = l2_normalize(h.to(work))  # (b, N, D)
+                        lg = torch.einsum("bnd,kd->bnk", hn, p_hat) / self.temperature
+                        lg_h.append((lg * w).sum(1))  # (b, K)
+                        fe_h.append((hn * w).sum(1))  # (b, D)
+                    lgs.append(torch.stack(lg_h))
+                    fes.append(torch.stack(fe_h))
+                out.append(
+                    sinkhorn_consistency_loss(
+                        torch.stack(lgs),
+                        features=torch.stack(fes) if lam > 0 else None,
+                        rho=r,
+                        semantic=lam,
+                        reg=self.reg,
+                        reg_m_cols=self.reg_m,
+                        reduction="none",
+                    )
+                )  # (H,)
+        return torch.stack(out)
+
+    def update_primary(self, losses: Tensor) -> Tensor:
+        """Make the head with the lowest loss the primary head of each modality.
+
+        Parameters
+        ----------
+        losses : Tensor, shape (A, H)
+            E.g. the epoch mean of :meth:`consistency_loss` (TTA re-selects once per epoch).
+
+        Returns
+        -------
+        Tensor, shape (A,), int64
+            The new primary heads (also stored in the ``primary`` buffer).
+
+        Raises
+        ------
+        ValueError, TypeError
+            If ``losses`` is not a floating-point ``(A, H)`` tensor or holds NaN.
+        """
+        check_float(losses, "losses")
+        check_ndim(losses, 2, "losses", "A, H")
+        if tuple(losses.shape) != (self.num_modalities, self.heads):
+            raise ValueError(
+                f"`losses` must have shape (A, H) = {(self.num_modalities, self.heads)}; "
+                f"got {tuple(losses.shape)}."
+            )
+        if bool(torch.isnan(losses).any()):
+            raise ValueError("`losses` must not hold NaN; got NaN.")
+        with torch.no_grad():
+            self.primary.copy_(losses.detach().argmin(dim=-1).to(self.primary.device))
+        return self.primary.clone()
+
     def _fill_missing(self, protos: list[Tensor], present: Tensor) -> list[Tensor]:
         if bool(present.all()):
             return protos
@@ -547,12 +732,20 @@ class PrototypeUOTAlign(nn.Module):
         in_dtype = xs[0].dtype
         # projections may run under autocast; everything after them (cosine logits, the OT
         # cost, aggregation and the loss) runs in at least float32 with autocast off
-        hs = [self.projections[m](x) for m, x in enumerate(xs)]  # A x (B, N, D)
+        prim = self._primary_list()
+        hs = [self._projection(m, h)(x) for m, (x, h) in enumerate(zip(xs, prim))]  # A x (B, N, D)
+        # the semantic similarity uses head 0 (TTA); other heads' features otherwise
+        hs0 = None
+        if self.semantic > 0 and any(prim):
+            hs0 = [
+                h if p == 0 else self.projections[m](x)
+                for m, (x, h, p) in enumerate(zip(xs, hs, prim))
+            ]
         work = torch.promote_types(in_dtype, torch.float32)
         with autocast_off(xs[0]):
-            return self._forward_body(xs, hs, mks, present, r, work, in_dtype)
+            return self._forward_body(xs, hs, mks, present, r, work, in_dtype, hs0)
 
-    def _forward_body(self, xs, hs, mks, present, r, work, in_dtype) -> AlignOutput:
+    def _forward_body(self, xs, hs, mks, present, r, work, in_dtype, hs0=None) -> AlignOutput:
         xs = [x.to(work) for x in xs]
         protos = self.prototypes.to(work)
         # scale-safe normalisation: exact cosines for any finite norm (no overflow of the
@@ -561,7 +754,7 @@ class PrototypeUOTAlign(nn.Module):
         logits, feats = [], []
         for m, h in enumerate(hs):
             h = l2_normalize(h.to(work))
-            feats.append(h)
+            feats.append(h if hs0 is None else l2_normalize(hs0[m].to(work)))
             lg = torch.einsum("bnd,kd->bnk", h, p_hat) / self.temperature  # (B, N, K)
             logits.append(lg.masked_fill(~mks[m].unsqueeze(-1), 0.0))
         costs = [-torch.log_softmax(lg, dim=-1) for lg in logits]
@@ -611,4 +804,5 @@ class PrototypeUOTAlign(nn.Module):
             f"reg={self.reg}, reg_m={self.reg_m}, mass={self.mass}, mix={self.mix}, "
             f"joint={self.joint}, plan_grad={self.plan_grad!r}, aggregation={self.aggregation!r}"
             + (f", semantic={self.semantic}" if self.semantic > 0 else "")
+            + (f", heads={self.heads}" if self.heads > 1 else "")
         )

@@ -635,6 +635,7 @@ CASES: list[Case] = [
     ),
     Case("PrototypeUOTAlign", "reg", lambda: align(reg=-0.1), ValueError, "reg"),
     Case("PrototypeUOTAlign", "semantic", lambda: align(semantic=-0.1), ValueError, "semantic"),
+    Case("PrototypeUOTAlign", "heads 0", lambda: align(heads=0), ValueError, "heads"),
     Case(
         "PrototypeUOTAlign",
         "semantic_max_iter",
