@@ -78,7 +78,7 @@ def _naive_mm(C, X, rho, lam, eps=0.1, gamma=1.0, max_outer=100, outer_tol=1e-6)
 
 
 @pytest.mark.parametrize("lam", [0.1, 1.0, 3.0])
-@pytest.mark.parametrize("rho", [0.3, 1.0])
+@pytest.mark.parametrize("rho", [0.5, 1.0])
 def test_matches_naive_float64_loop(lam, rho):
     cost, feats, mask = _problem(seed=int(lam * 10))
     res = semantic_uot(cost, feats, rho, semantic=lam, mask=mask, outer_tol=1e-11, **TIGHT)
@@ -122,7 +122,7 @@ def test_zero_semantic_is_partial_uot(seed, n, k):
     assert r0.n_outer.tolist() == [1, 1]
 
 
-@settings(max_examples=12, deadline=None)
+@settings(max_examples=8, deadline=None)
 @given(seed=st.integers(0, 10_000), lam=st.sampled_from([0.1, 1.0]), pad=st.integers(1, 3))
 def test_padding_and_batching_change_nothing(seed, lam, pad):
     cost, feats, _ = _problem(seed, B=2, N=5, K=3, pad=False)
@@ -140,8 +140,8 @@ def test_padding_and_batching_change_nothing(seed, lam, pad):
     assert torch.isfinite(r.plan).all() and torch.isfinite(r.value).all()
 
 
-@settings(max_examples=10, deadline=None)
-@given(seed=st.integers(0, 10_000), lam=st.sampled_from([0.1, 1.0, 3.0]))
+@settings(max_examples=6, deadline=None)
+@given(seed=st.integers(0, 10_000), lam=st.sampled_from([0.1, 1.0]))
 def test_row_permutation_and_feature_scale(seed, lam):
     cost, feats, mask = _problem(seed, B=2, N=6, K=3, pad=False)
     g = torch.Generator().manual_seed(seed)
