@@ -222,15 +222,18 @@ def check_in_range(
     return v
 
 
-def check_int(value: object, name: str, *, minimum: int = 1) -> int:
-    """Return ``value`` as an int if it is an integer >= ``minimum`` (bools are rejected).
+def check_int(value: object, name: str, *, minimum: int = 1, maximum: int = 2**63 - 1) -> int:
+    """Return ``value`` as an int if it is an integer in ``[minimum, maximum]`` (no bools).
 
     Python ints, numpy integers (anything with ``__index__``) and one-element integer tensors
-    are accepted, as in scikit-learn and POT.
+    are accepted, as in scikit-learn and POT. The default ``maximum`` is the int64 limit of
+    tensor sizes and counts.
     """
     v = as_int(value, name)
     if v < minimum:
         raise ValueError(f"`{name}` must be >= {minimum}; got {v}.")
+    if v > maximum:
+        raise ValueError(f"`{name}` must be <= {maximum}; got {v}.")
     return v
 
 

@@ -14,6 +14,8 @@ def l2_normalize(x: Tensor, dim: int = -1) -> Tensor:
     about 1.8e19 in float32) nor underflows (below about 1e-19), and no ``eps`` clamp changes
     the direction of a small vector.
     """
+    if x.shape[dim] == 0:  # no features: nothing to normalise
+        return x
     s = x.detach().abs().amax(dim=dim, keepdim=True)
     one = torch.ones((), dtype=x.dtype, device=x.device)
     y = x / torch.where(s > 0, s, one)

@@ -200,13 +200,15 @@ def make_synthetic_cohort(
     a_s = check_nonnegative(shared_effect, "shared_effect")
     a_p = check_nonnegative(specific_effect, "specific_effect")
     if a_s * (s_dim > 0) + a_p * (p_dim > 0) == 0:
-        raise ValueError("`shared_effect` and `specific_effect` must not both be 0 (or unused).")
+        raise ValueError(
+            "`shared_effect` and `specific_effect` must not both be 0 (or unused); got "
+            f"shared_effect={a_s} with num_shared={s_dim}, specific_effect={a_p} with "
+            f"num_specific={p_dim}."
+        )
     cens = check_in_range(censoring, "censoring", 0.0, 1.0, high_open=True)
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise TypeError(f"`dtype` must be a floating torch.dtype; got {dtype!r}.")
-    seed = check_int(seed, "seed", minimum=0)
-    if seed >= 2**64:
-        raise ValueError(f"`seed` must be < 2**64 (a torch.Generator seed); got {seed}.")
+    seed = check_int(seed, "seed", minimum=0, maximum=2**64 - 1)  # a torch.Generator seed
 
     g = torch.Generator().manual_seed(seed)
     shared = _randn((b, s_dim), g, dtype)  # (B, S)

@@ -14,6 +14,8 @@ from minmaxfuse._checks import (
     check_ndim,
     check_nonnegative_values,
     check_positive,
+    check_same_device,
+    reads_values,
 )
 from minmaxfuse._numerics import l2_normalize
 
@@ -73,9 +75,10 @@ def effective_rank(x: Tensor, *, mask: Tensor | None = None, center: bool = True
     Returns
     -------
     Tensor, shape ()
-        The effective rank (1 for a single point or an all-zero matrix, by convention), in the
-        dtype of ``x`` (computed in at least float32). Zero singular values contribute nothing
-        (:math:`0 \log 0 = 0`, with a zero gradient), so low-rank inputs have finite gradients.
+        The effective rank (1 for a single point or an all-zero matrix, by convention),
+        computed and returned in at least float32 (float32 for half-precision ``x``). Zero
+        singular values contribute nothing (:math:`0 \log 0 = 0`, with a zero gradient), so
+        low-rank inputs have finite gradients.
 
     Raises
     ------
@@ -98,7 +101,6 @@ def effective_rank(x: Tensor, *, mask: Tensor | None = None, center: bool = True
     """
     x, m = _check_points(x, "x", mask)
     center = check_bool(center, "center")
-    in_dtype = x.dtype
     x = _work(_valid_rows(x, m, mask is not None))
     if x.shape[0] == 0:
         raise ValueError("`x` must have at least 1 valid row; got 0.")
@@ -108,7 +110,7 @@ def effective_rank(x: Tensor, *, mask: Tensor | None = None, center: bool = True
     total = s.sum()
     # all singular values 0 gives p = 0, entropy 0 and rank 1, with no data-dependent branch
     p = s / torch.where(total > 0, total, torch.ones_like(total))
-    return _entropy(p).exp().to(in_dtype)
+    return _entropy(p).exp()
 
 
 def alignment(x: Tensor, y: Tensor, *, alpha: float = 2.0, normalize: bool = True) -> Tensor:
@@ -156,6 +158,7 @@ def alignment(x: Tensor, y: Tensor, *, alpha: float = 2.0, normalize: bool = Tru
     y, _ = _check_points(y, "y", None)
     if x.shape != y.shape:
         raise ValueError(f"`y` must have the shape of `x` {tuple(x.shape)}; got {tuple(y.shape)}.")
+    check_same_device([("x", x), ("y", y)])
     if x.shape[0] == 0:
         raise ValueError("`x` must have at least 1 valid row; got 0.")
     alpha = check_positive(alpha, "alpha")
@@ -166,7 +169,13 @@ def alignment(x: Tensor, y: Tensor, *, alpha: float = 2.0, normalize: bool = Tru
     # d ** alpha with a zero gradient where d = 0 (it is infinite there for alpha < 1)
     pos = d > 0
     ds = torch.where(pos, d, torch.ones((), dtype=d.dtype, device=d.device))
-    return torch.where(pos, ds.pow(alpha), 0.0).mean()
+    out = torch.where(pos, ds.pow(alpha), 0.0).mean()
+    if reads_values(out) and not bool(torch.isfinite(out)):
+        raise ValueError(
+            f"`alpha` and the distances must give a finite alignment (d ** alpha overflows "
+            f"{out.dtype}); got alpha={alpha} with distances up to {float(d.max()):.4g}."
+        )
+    return out
 
 
 def uniformity(x: Tensor, *, t: float = 2.0, mask: Tensor | None = None) -> Tensor:
@@ -190,7 +199,8 @@ def uniformity(x: Tensor, *, t: float = 2.0, mask: Tensor | None = None) -> Tens
     Returns
     -------
     Tensor, shape ()
-        In the dtype of ``x`` (computed in at least float32).
+        Computed and returned in at least float32 (float32 for half-precision ``x``, whose
+        range could not hold e.g. ``-t * 4`` for large ``t``).
 
     Raises
     ------
@@ -208,7 +218,6 @@ def uniformity(x: Tensor, *, t: float = 2.0, mask: Tensor | None = None) -> Tens
     """
     x, m = _check_points(x, "x", mask)
     t = check_positive(t, "t")
-    in_dtype = x.dtype
     x = _normalize(_work(_valid_rows(x, m, mask is not None)))
     n = x.shape[0]
     if n < 2:
@@ -216,8 +225,7 @@ def uniformity(x: Tensor, *, t: float = 2.0, mask: Tensor | None = None) -> Tens
     iu = torch.triu_indices(n, n, offset=1, device=x.device)
     diff = x[iu[0]] - x[iu[1]]  # (N (N - 1) / 2, D): smooth in x, also for coinciding points
     vals = -t * (diff * diff).sum(dim=-1)
-    out = torch.logsumexp(vals, dim=0) - torch.log(x.new_tensor(float(vals.numel())))
-    return out.to(in_dtype)
+    return torch.logsumexp(vals, dim=0) - torch.log(x.new_tensor(float(vals.numel())))
 
 
 def modality_gap(x: Tensor, y: Tensor, *, normalize: bool = True) -> Tensor:
@@ -261,6 +269,7 @@ def modality_gap(x: Tensor, y: Tensor, *, normalize: bool = True) -> Tensor:
     y, _ = _check_points(y, "y", None)
     if x.shape[-1] != y.shape[-1]:
         raise ValueError(f"`y` must have D = {x.shape[-1]} features like `x`; got {y.shape[-1]}.")
+    check_same_device([("x", x), ("y", y)])
     for name, t in (("x", x), ("y", y)):
         if t.shape[0] == 0:
             raise ValueError(f"`{name}` must have at least 1 valid row; got 0.")

@@ -21,6 +21,7 @@ from minmaxfuse._checks import (
     check_params_dtype,
     check_positive,
     check_reduction,
+    check_same_device,
 )
 from minmaxfuse._numerics import l2_normalize
 from minmaxfuse.distributed import batch_sizes, gather_nograd, gather_with_grad, is_distributed
@@ -143,6 +144,7 @@ def distinct_contrastive_loss(
             f"`anchors` must have shape (A, D) = ({a}, {d}) to match `pooled` "
             f"{tuple(pooled.shape)}; got {tuple(anchors.shape)}."
         )
+    check_same_device([("pooled", pooled), ("anchors", anchors)])
     m = check_mask(mask, (b, a), "mask", pooled)
     check_finite(pooled, "pooled", m)
     check_finite(anchors, "anchors")
@@ -307,6 +309,12 @@ class DistinctContrastive(nn.Module):
                     f"got {tuple(pooled.shape)}."
                 )
             check_params_dtype(pooled, "pooled", self.head[0].weight, "DistinctContrastive head")
+            w = self.head[0].weight
+            if pooled.device != w.device:
+                raise ValueError(
+                    f"`pooled` must be on the device of the DistinctContrastive head ({w.device}); "
+                    f"got {pooled.device}."
+                )
             if mask is not None:
                 # missing modalities are zeroed before the head, so that whatever they hold
                 # (NaN included) reaches neither the loss nor the head's gradients

@@ -8,7 +8,7 @@ from typing import Any, Literal, NamedTuple
 
 from torch import Tensor, nn
 
-from minmaxfuse._checks import as_int, check_choice, check_same_device, check_tensor
+from minmaxfuse._checks import as_int, check_choice, check_finite, check_same_device, check_tensor
 from minmaxfuse.losses._schedules import Schedule, check_schedule
 
 Mode = Literal["min", "max"]
@@ -244,6 +244,8 @@ class MinMaxObjective(nn.Module):
         if not out:
             raise ValueError("at least one term must be a tensor; got all None.")
         check_same_device(list(out.items()))
+        for k, v in out.items():
+            check_finite(v, k)  # a value check: a NaN/Inf loss term is named, not summed
         return out
 
     def forward_components(
@@ -283,7 +285,8 @@ class MinMaxObjective(nn.Module):
         Raises
         ------
         ValueError
-            On unknown, missing or non-scalar terms, or terms on different devices.
+            On unknown, missing or non-scalar terms, terms on different devices, or a NaN/Inf
+            term (a value check).
         TypeError
             On a term that is not a floating-point tensor (bool, integer or complex). Terms on
             the ``meta`` device are accepted (the total is then a meta tensor).

@@ -15,6 +15,7 @@ from minmaxfuse._checks import (
     check_nonnegative,
     check_nonnegative_values,
     check_reduction,
+    check_same_device,
     reduce_loss,
 )
 
@@ -86,6 +87,7 @@ def soft_assignment_loss(
             f"`target` must have the shape of `logits` {tuple(logits.shape)}; "
             f"got {tuple(target.shape)}."
         )
+    check_same_device([("logits", logits), ("target", target)])
     m = check_mask(mask, tuple(logits.shape[:2]), "mask", logits)
     check_finite(logits, "logits", m)
     check_finite(target, "target", m)

@@ -507,6 +507,11 @@ def partial_uot(
     else:
         rv = check_in_range(rho, "rho", 0.0, 1.0, low_open=True)
         r = torch.full((B,), rv, dtype=torch.float64, device=cost.device)
+    if reads_values(r) and bool((1.0 - r >= 1.0).any()):
+        raise ValueError(
+            f"`rho` must leave a representable transported mass (1 - rho < 1 in float64); got "
+            f"values down to {float(r.min()):.4g}."
+        )
     rw = r.to(cost.dtype if cost.dtype in (torch.float32, torch.float64) else torch.float32)
     b = (rw / K).unsqueeze(-1).expand(B, K)
     return sinkhorn_uot(

@@ -211,9 +211,19 @@ def _assign_torch(time: Tensor, edges: Tensor | np.ndarray) -> Tensor:
     if isinstance(edges, Tensor):
         if edges.dtype == torch.bool or edges.is_complex():
             raise TypeError(f"`edges` must hold real numbers; got dtype {edges.dtype}.")
+        if edges.device.type == "meta" and time.device.type != "meta":
+            raise ValueError(
+                f"`edges` must hold data to bin `time` on {time.device}; got a tensor on the meta "
+                "device, which has none."
+            )
         ed = edges.to(dtype=torch.float64, device=time.device)
     else:
         ed = torch.as_tensor(_as_edges(edges), dtype=torch.float64, device=time.device)
+    if ed.ndim != 1 or ed.numel() < 2:
+        raise ValueError(
+            "`edges` must be a strictly increasing 1-d array with at least 2 entries; got shape "
+            f"{tuple(ed.shape)}."
+        )
     t = time.to(torch.float64)
     bins = torch.searchsorted(ed, t, right=True) - 1
     if reads_values(time):

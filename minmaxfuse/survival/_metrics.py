@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
+import torch
 from torch import Tensor
 
 from minmaxfuse._checks import as_int, as_real, check_bool
@@ -345,7 +346,9 @@ def concordance_index_ipcw(
 
 
 def _check_eval_times(times, time: np.ndarray) -> np.ndarray:
-    ts = as_risk(np.atleast_1d(_np(times)), "times")
+    if time.size == 0:
+        raise ValueError("`time` must hold at least one sample; got 0.")
+    ts = as_risk(np.atleast_1d(_np(times, "times")), "times")
     if ts.size == 0 or np.any(np.diff(ts) <= 0):
         raise ValueError(f"`times` must be non-empty and strictly increasing; got {ts.tolist()}.")
     if ts[0] < time.min() or ts[-1] >= time.max():
@@ -356,9 +359,15 @@ def _check_eval_times(times, time: np.ndarray) -> np.ndarray:
     return ts
 
 
-def _np(x):
+def _np(x, name: str = "x"):
     if isinstance(x, Tensor):
-        return x.detach().cpu().numpy()
+        if x.device.type == "meta":
+            raise ValueError(
+                f"`{name}` must hold data (the metrics read values on the host); got a tensor on "
+                "the meta device, which has none."
+            )
+        x = x.detach().cpu()
+        return (x.float() if x.dtype == torch.bfloat16 else x).numpy()
     return np.asarray(x)
 
 
@@ -443,7 +452,7 @@ def cumulative_dynamic_auc(
     n = ev.size
     ts = _check_eval_times(times, t)
     k = ts.size
-    r_raw = _np(risk)
+    r_raw = _np(risk, "risk")
     if r_raw.ndim == 1:
         r = np.broadcast_to(as_risk(r_raw, "risk", n)[:, None], (n, k))
     else:
@@ -540,7 +549,7 @@ def brier_score(
     """
     ev, t, _ = _inputs(event, time)
     ts = _check_eval_times(times, t)
-    s = as_surv_matrix(_np(surv), "surv", ev.size, ts.size)
+    s = as_surv_matrix(_np(surv, "surv"), "surv", ev.size, ts.size)
     if s.size and (s.min() < 0 or s.max() > 1):
         raise ValueError(
             "`surv` must hold survival probabilities in [0, 1]; got values in "
@@ -615,7 +624,7 @@ def integrated_brier_score(
     >>> round(integrated_brier_score(event=event, time=time, surv=surv, times=[1.5, 2.5]), 4)
     0.055
     """
-    ts = np.atleast_1d(_np(times))
+    ts = np.atleast_1d(_np(times, "times"))
     if ts.size < 2:
         raise ValueError(f"`times` must hold at least 2 time points; got {ts.size}.")
     bs = brier_score(
@@ -732,7 +741,7 @@ def logrank_test(*, event: ArrayLike, time: ArrayLike, group: ArrayLike) -> LogR
     (7.3444, 0.0067, 1)
     """
     ev, t, _ = _inputs(event, time)
-    g_raw = _np(group)
+    g_raw = _np(group, "group")
     if g_raw.ndim != 1 or g_raw.shape[0] != ev.size:
         raise ValueError(
             f"`group` must have shape (N,) = ({ev.size},) like `event`; got {g_raw.shape}."
@@ -866,11 +875,17 @@ def bootstrap_ci(
         if seed_int < 0:
             raise ValueError(f"`seed` must be an int >= 0, a numpy Generator or None; got {seed}.")
         seed = seed_int
-    arrays = {"event": _np(event), "time": _np(time)}
+    arrays = {"event": _np(event, "event"), "time": _np(time, "time")}
     if risk is not None:
-        arrays["risk"] = _np(risk)
+        arrays["risk"] = _np(risk, "risk")
     if surv is not None:
-        arrays["surv"] = _np(surv)
+        arrays["surv"] = _np(surv, "surv")
+    if risk is None and surv is None:
+        raise ValueError(
+            "`risk` or `surv` must be given (the predictions to resample); got neither."
+        )
+    if arrays["event"].ndim == 0:
+        raise ValueError(f"`event` must have shape (N,); got a scalar {arrays['event']!r}.")
     n = arrays["event"].shape[0]
     for name, a in arrays.items():
         if a.ndim == 0 or a.shape[0] != n:

@@ -59,9 +59,9 @@ def test_alignment_gradient_of_coinciding_pairs_is_finite(alpha):
 def test_half_precision_is_computed_in_float32(fn):
     x = _x()
     got = getattr(diagnostics, fn)(x.half())
-    assert got.dtype == torch.float16
+    assert got.dtype == torch.float32  # a measurement: returned in the working precision
     want = getattr(diagnostics, fn)(x.half().float())
-    torch.testing.assert_close(got.float(), want, rtol=2e-3, atol=2e-3)
+    torch.testing.assert_close(got, want)
 
 
 def test_usage_entropy_of_huge_entries_is_finite():
