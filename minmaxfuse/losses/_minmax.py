@@ -6,9 +6,17 @@ import math
 from collections.abc import Mapping
 from typing import Any, Literal, NamedTuple
 
+import torch
 from torch import Tensor, nn
 
-from minmaxfuse._checks import as_int, check_choice, check_finite, check_same_device, check_tensor
+from minmaxfuse._checks import (
+    as_int,
+    check_choice,
+    check_finite,
+    check_same_device,
+    check_tensor,
+    reads_values,
+)
 from minmaxfuse.losses._schedules import Schedule, check_schedule
 
 Mode = Literal["min", "max"]
@@ -216,7 +224,9 @@ class MinMaxObjective(nn.Module):
         given: dict[str, Any] = dict(values or {})
         dup = set(given) & set(kw)
         if dup:
-            raise ValueError(f"terms given twice (mapping and keyword): {sorted(dup)}.")
+            raise ValueError(
+                f"`terms` must not be given twice (mapping and keyword); got {sorted(dup)}."
+            )
         given.update(kw)
         unknown = [k for k in given if k not in self._schedules]
         if unknown:
@@ -226,7 +236,7 @@ class MinMaxObjective(nn.Module):
         missing = [k for k in self._schedules if k not in given]
         if missing:
             raise ValueError(
-                f"every declared term must be given (None to skip it); missing {missing}."
+                f"`terms` must all be given (None to skip one); got missing {missing}."
             )
         out = {}
         for k in self._schedules:
@@ -242,7 +252,7 @@ class MinMaxObjective(nn.Module):
                 )
             out[k] = v
         if not out:
-            raise ValueError("at least one term must be a tensor; got all None.")
+            raise ValueError("`terms` must hold at least one tensor; got all None.")
         check_same_device(list(out.items()))
         for k, v in out.items():
             check_finite(v, k)  # a value check: a NaN/Inf loss term is named, not summed
@@ -262,6 +272,11 @@ class MinMaxObjective(nn.Module):
         weights = {k: self.weight(k) for k in raw}
         weighted = {k: self.sign(k) * weights[k] * v for k, v in raw.items()}
         total = sum(weighted.values())
+        if reads_values(total) and not bool(torch.isfinite(total)):  # weight * term overflowed
+            raise ValueError(
+                f"`terms` must have a finite weighted sum; got {float(total)} with weights "
+                f"{weights} at step {self._step}."
+            )
         return MinMaxComponents(total, raw, weighted, weights, self._step)  # type: ignore[arg-type]
 
     def forward(

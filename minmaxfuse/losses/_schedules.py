@@ -125,7 +125,8 @@ class Constant(Schedule):
     value: float = 1.0
 
     def __post_init__(self) -> None:
-        _nonneg(self.value, "value")
+        # stored as a Python float (numpy scalars or huge ints would overflow in arithmetic)
+        object.__setattr__(self, "value", _nonneg(self.value, "value"))
 
     def bounds(self) -> tuple[float, float]:
         """``(value, value)``."""
@@ -145,10 +146,11 @@ class _Ramp(Schedule):
     delay: int = 0
 
     def __post_init__(self) -> None:
-        _nonneg(self.start, "start")
-        _nonneg(self.end, "end")
-        check_int(self.steps, "steps", minimum=1)
-        check_int(self.delay, "delay", minimum=0)
+        # stored as Python floats / ints (numpy scalars or huge ints would overflow in arithmetic)
+        object.__setattr__(self, "start", _nonneg(self.start, "start"))
+        object.__setattr__(self, "end", _nonneg(self.end, "end"))
+        object.__setattr__(self, "steps", check_int(self.steps, "steps", minimum=1))
+        object.__setattr__(self, "delay", check_int(self.delay, "delay", minimum=0))
 
     def bounds(self) -> tuple[float, float]:
         """``(min(start, end), max(start, end))``: every ramp stays between its ends."""

@@ -359,15 +359,6 @@ def sinkhorn_uot(
             f = f + s.unsqueeze(-1)
             g = g - s.unsqueeze(-1)
         f = torch.where(mask, f, 0.0)
-        if reads_values(cost) and not bool(torch.isfinite(P).all() & torch.isfinite(value).all()):
-            raise ValueError(
-                "`cost` must give a transport plan representable in "
-                f"{P.dtype}; got a non-finite plan or value for costs in "
-                f"[{float(C[..., :K].min()):.4g}, {float(C[..., :K].max()):.4g}] with reg={eps}, "
-                f"reg_m={reg_m}. With soft rows the transported mass grows like "
-                "exp(-cost / (reg_m + reg)): rescale the cost (with reg and reg_m), use float64, "
-                "or make the rows hard (reg_m=(math.inf, ...))."
-            )
         plan = P[..., :K] if s_mass is not None else P  # no slice node without a sink
         sink = P[..., K] if s_mass is not None else P.new_zeros(B, N)
         res = UOTResult(
@@ -379,6 +370,17 @@ def sinkhorn_uot(
             converged=conv,
             sink=sink.to(out_dtype),
         )
+        if reads_values(cost):
+            finite = [torch.isfinite(t).all() for t in (res.plan, res.value, res.f, res.g)]
+            if not bool(torch.stack(finite).all()):
+                raise ValueError(
+                    "`cost` must give a transport plan representable in "
+                    f"{out_dtype}; got a non-finite plan, value or potential for costs in "
+                    f"[{float(C[..., :K].min()):.4g}, {float(C[..., :K].max()):.4g}] with "
+                    f"reg={eps}, reg_m={reg_m}. With soft rows the transported mass grows like "
+                    "exp(-cost / (reg_m + reg)): rescale the cost (with reg and reg_m), use "
+                    "float64, or make the rows hard (reg_m=(math.inf, ...))."
+                )
     if warn and not bool(conv.all()):
         bad = (~conv).nonzero().flatten()[:5].tolist()
         warnings.warn(

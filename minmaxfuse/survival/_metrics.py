@@ -117,11 +117,16 @@ def _check_tol(tied_tol: float) -> float:
     return v
 
 
-def _inputs(event, time, risk=None):
+_NO_RISK = object()
+
+
+def _inputs(event, time, risk=_NO_RISK):
     ev = as_event(event, "event")
     n = ev.shape[0]
     t = as_time(time, "time", n)
-    r = None if risk is None else as_risk(risk, "risk", n)
+    if risk is None:
+        raise TypeError("`risk` must be a numpy array or a torch.Tensor; got NoneType.")
+    r = None if risk is _NO_RISK else as_risk(risk, "risk", n)
     return ev, t, r
 
 

@@ -33,7 +33,7 @@ from hypothesis import strategies as st
 
 from minmaxfuse import data, diagnostics, distributed, layers, losses, ot, survival
 
-DRAWS = 30  # per callable
+DRAWS = 80  # per callable
 
 
 def rnd(*shape, dtype=torch.float32, seed=0):
