@@ -182,7 +182,7 @@ def check_bool(value: object, name: str) -> bool:
     """Return ``value`` as a bool if it is a real bool (``bool`` or ``numpy.bool_``)."""
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
-    raise TypeError(f"`{name}` must be a bool (True or False); got {value!r}.")
+    raise TypeError(f"`{name}` must be a bool; got {type(value).__name__} {value!r}.")
 
 
 def check_positive(value: object, name: str, *, allow_inf: bool = False) -> float:
