@@ -171,6 +171,22 @@ RUNNERS: dict[str, Callable] = {
         randn(3, 2, dtype=dt, device=dev)
     ),
     "gather_nograd": lambda dt, dev: distributed.gather_nograd(randn(3, dtype=dt, device=dev)),
+    "semantic_uot": lambda dt, dev: ot.semantic_uot(
+        gen(2, 5, 3, dtype=dt, device=dev, scale=2),
+        randn(2, 5, 4, dtype=dt, device=dev, seed=1),
+        0.6,
+        semantic=0.1,
+        mask=bmask(2, 5, dev),
+    )[:4],
+    "sinkhorn_consistency_loss": lambda dt, dev: losses.sinkhorn_consistency_loss(
+        randn(2, 3, 4, 5, dtype=dt, device=dev), rho=0.5
+    ),
+    "SinkhornConsistency": lambda dt, dev: losses.SinkhornConsistency(rho=0.5)(
+        randn(2, 3, 4, 5, dtype=dt, device=dev)
+    ),
+    "FeatureTokenizer": lambda dt, dev: module(layers.FeatureTokenizer, 3, 4, dtype=dt, device=dev)(
+        randn(2, 3, dtype=dt, device=dev)
+    ),
 }
 # make_synthetic_cohort has a dtype but no device argument (it draws on the CPU; move its
 # tensors with .to()): it is run for both dtypes on the CPU only
@@ -207,7 +223,7 @@ NOT_TENSOR_API = {
 RESULT_TYPES = {
     "UOTResult", "AlignOutput", "AnchorOutput", "MinMaxComponents", "PaddedBags",
     "SyntheticCohort", "BootstrapResult", "ConcordanceResult", "KaplanMeierResult",
-    "LogRankResult", "TimeDependentAUC",
+    "LogRankResult", "TimeDependentAUC", "SemanticUOTResult",
 }  # fmt: skip
 
 
@@ -429,6 +445,9 @@ META_UNSUPPORTED = {
     "PrototypeUOTAlign": "runs the solver",
     "discretize_time": "numpy quantiles",
     "sample_bags": "selects valid rows by a boolean mask",
+    "semantic_uot": "runs the solver",
+    "sinkhorn_consistency_loss": "runs the solver",
+    "SinkhornConsistency": "runs the solver",
 }
 
 
