@@ -20,19 +20,7 @@ from examples.tta.recipes import RECIPES, apply_recipe
 
 pytestmark = pytest.mark.slow
 
-TINY = [
-    "--synthetic-patients",
-    "60",
-    "--folds",
-    "2",
-    "--quiet",
-    "--dim",
-    "16",
-    "--prototypes",
-    "4",
-    "--bag-size",
-    "32",
-]
+from tests.examples.test_tta_example import TINY  # noqa: E402  (the same tiny synthetic run)
 
 
 def _fold_results(out, method="tta"):
