@@ -15,19 +15,16 @@ from minmaxfuse._checks import (
     check_choice,
     check_finite,
     check_float,
-    check_in_range,
     check_int,
     check_mask,
     check_ndim,
     check_nonnegative,
     check_positive,
     check_same_device,
-    check_shape,
-    reads_values,
 )
 from minmaxfuse._numerics import l2_normalize
 from minmaxfuse.ot._result import UOTResult
-from minmaxfuse.ot._sinkhorn import partial_uot
+from minmaxfuse.ot._sinkhorn import partial_uot, rho_per_problem
 
 _SEM_GRADS = ("detach", "implicit", "unroll")
 
@@ -62,19 +59,6 @@ class SemanticUOTResult(NamedTuple):
     converged: Tensor
     history: Tensor
     inner: UOTResult
-
-
-def _rho_tensor(rho: object, B: int, like: Tensor) -> Tensor:
-    if isinstance(rho, Tensor) and rho.ndim > 0:
-        check_shape(rho, (B,), "rho", "B")
-        r = rho.detach().to(torch.float64)
-        if reads_values(r) and not bool(((r > 0) & (r <= 1)).all()):
-            raise ValueError(
-                f"`rho` must be in (0, 1]; got values in [{float(r.min())}, {float(r.max())}]."
-            )
-        return r.to(like.device)
-    v = check_in_range(rho, "rho", 0.0, 1.0, low_open=True)
-    return torch.full((B,), v, dtype=torch.float64, device=like.device)
 
 
 def _gram_apply(F: Tensor, Q: Tensor) -> tuple[Tensor, Tensor]:
@@ -219,7 +203,7 @@ def semantic_uot(
     check_same_device([("cost", cost), ("features", features)])
     m = check_mask(mask, (B, N), "mask", cost)
     check_finite(features, "features", m)
-    r = _rho_tensor(rho, B, cost)
+    r = rho_per_problem(rho, B, cost).to(cost.device)
     lam = check_nonnegative(semantic, "semantic")
     if not math.isfinite(lam):
         raise ValueError(f"`semantic` must be finite; got {semantic}.")

@@ -440,6 +440,24 @@ def _parse_sink_mass(sink_mass: object, B: int, like: Tensor) -> Tensor | None:
     return torch.full((B,), v, dtype=torch.float64, device=like.device)
 
 
+def rho_per_problem(rho: object, B: int, like: Tensor) -> Tensor:
+    """Validate a transported mass ``rho`` (a number or a ``(B,)`` tensor) in (0, 1].
+
+    Returns a float64 ``(B,)`` tensor: a number is broadcast on ``like``'s device, a tensor
+    stays on its own device (detached).
+    """
+    if isinstance(rho, Tensor) and rho.ndim > 0:
+        check_shape(rho, (B,), "rho", "B")
+        r = rho.detach().to(torch.float64)
+        if reads_values(r) and not bool(((r > 0) & (r <= 1)).all()):
+            raise ValueError(
+                f"`rho` must be in (0, 1]; got values in [{float(r.min())}, {float(r.max())}]."
+            )
+        return r
+    v = check_in_range(rho, "rho", 0.0, 1.0, low_open=True)
+    return torch.full((B,), v, dtype=torch.float64, device=like.device)
+
+
 def partial_uot(
     cost: Tensor,
     rho: float | Tensor,
@@ -499,16 +517,7 @@ def partial_uot(
     check_float(cost, "cost")
     check_ndim(cost, 3, "cost", "B, N, K")
     B, N, K = cost.shape
-    if isinstance(rho, Tensor) and rho.ndim > 0:
-        check_shape(rho, (B,), "rho", "B")
-        r = rho.detach().to(torch.float64)
-        if reads_values(r) and not bool(((r > 0) & (r <= 1)).all()):
-            raise ValueError(
-                f"`rho` must be in (0, 1]; got values in [{float(r.min())}, {float(r.max())}]."
-            )
-    else:
-        rv = check_in_range(rho, "rho", 0.0, 1.0, low_open=True)
-        r = torch.full((B,), rv, dtype=torch.float64, device=cost.device)
+    r = rho_per_problem(rho, B, cost)
     if reads_values(r) and bool((1.0 - r >= 1.0).any()):
         raise ValueError(
             f"`rho` must leave a representable transported mass (1 - rho < 1 in float64); got "
