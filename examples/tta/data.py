@@ -29,6 +29,7 @@ from .errors import ProtocolError
 
 OMICS_SUFFIX = {"rna": "_rnaseq", "cnv": "_cnv", "mut": "_mut"}
 CLINICAL_COLUMNS = ("age", "is_female")
+GROUPS_PER_COLUMN = "columns"  # --groups cnv=columns: one token per measured column
 MODALITIES = ("wsi", "rna", "cnv", "mut", "clinical")
 
 # endpoint -> (time column, censorship column, unit) in each table family

@@ -36,6 +36,7 @@ class Member:
     val_c_index: float = float("nan")
     history: list = field(default_factory=list)
     epoch_states: list = field(default_factory=list)
+    train_risk: np.ndarray | None = None  # raw risks on the outer training fold
     train_mean: float = 0.0
     train_sd: float = 1.0
 

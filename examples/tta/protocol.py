@@ -37,6 +37,7 @@ from . import dist as _dist
 from . import report
 from .batches import ModalityInfo, PatientData
 from .data import (
+    GROUPS_PER_COLUMN,
     Cohort,
     FeatureStore,
     Fold,
@@ -174,7 +175,7 @@ def real_dataset(args, tcga: Path | None) -> Dataset:
     for m in modalities:
         if m in ("rna", "cnv", "mut"):
             cols = list(cohort.omics[m].columns)
-            if group_files[m] == "columns":  # one token per measured column (FeatureTokenizer)
+            if group_files[m] == GROUPS_PER_COLUMN:  # one token per column (FeatureTokenizer)
                 spec = build_groups(cols, None)
             else:
                 spec = build_groups(cols, read_group_file(group_files[m]))
@@ -618,9 +619,9 @@ def run_method_fold(
             sel = [h.get("val_c_index") for h in m.history if h["epoch"] == m.selected_epoch]
             m.val_c_index = float(sel[0]) if sel and sel[0] is not None else float("nan")
             model.load_state_dict(m.state)
-            r_trn, _, _ = predict(model, sub, trn, crit, cfg, device)
-            m.train_mean = float(np.mean(r_trn))
-            m.train_sd = float(np.std(r_trn)) or 1.0
+            m.train_risk, _, _ = predict(model, sub, trn, crit, cfg, device)
+            m.train_mean = float(np.mean(m.train_risk))
+            m.train_sd = float(np.std(m.train_risk)) or 1.0
 
         def ens_predict(rows, present=None, states=None):
             """Combined risk of ``rows`` and every member's logits."""
@@ -639,9 +640,12 @@ def run_method_fold(
             return combine(members, one), logits
 
         risk_test, logits_test = ens_predict(test)
-        risk_train, _ = ens_predict(trn)
+        risk_train = combine(members, lambda m: m.train_risk)  # computed just above
         # last-epoch test score, reported alongside (not used for anything)
-        risk_last, _ = ens_predict(test, states=last_states)
+        if all(m.selected_epoch == m.epochs_run - 1 for m in members):
+            risk_last = risk_test  # every member's checkpoint is its last epoch
+        else:
+            risk_last, _ = ens_predict(test, states=last_states)
         extras: list = []
         if args.explain_out:  # transport explanations come from the first member
             _, _, extras = predict(models[0], sub, test, crit, cfg, device, keep_extras=True)

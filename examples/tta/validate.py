@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from .data import DataFileError, MissingFeatureError, count_split_files
+from .data import GROUPS_PER_COLUMN, DataFileError, MissingFeatureError, count_split_files
 from .errors import UsageError
 
 SYNTHETIC_MODALITIES = ("wsi", "rna")
@@ -28,7 +28,6 @@ RESUME_FREE = (
     "resume", "quiet", "out", "threads", "explain", "device", "inject_nan_step", "interrupt_after",
 )  # fmt: skip
 RUN_CONFIG = "run_config.json"
-COLUMNS = "columns"  # --groups cnv=columns: one token per measured column
 
 
 @dataclass(frozen=True)
@@ -339,7 +338,7 @@ def _check_groups(args) -> None:
                 f"--groups names {key!r}, which is not an omics modality of this run "
                 f"({','.join(omics)})"
             )
-        if path.strip() != COLUMNS:  # "columns": one token per column, no file
+        if path.strip() != GROUPS_PER_COLUMN:  # one token per column: no file to read
             _is_table(path.strip())
     _groups_complete(args, omics)
 
