@@ -569,7 +569,7 @@ def run_method_fold(
                 mcfg = replace(mcfg, patience=0)  # every member runs every epoch
             member_path = fdir / f"member_{j}.pt"
             if args.resume and member_path.exists():
-                saved = torch.load(member_path, map_location="cpu", weights_only=False)
+                saved = report.load_torch(member_path)  # truncated: says how to restart
                 member, last_state = saved["member"], saved["last_state"]
             else:
                 state, history, info = train_fold(

@@ -202,3 +202,13 @@ def test_ensemble_refuses_inner_folds_without_events():
     fold = Fold(k=0, train=ids[:20], val=ids[20:25], test=ids[25:])
     with pytest.raises(ProtocolError, match="only 3 events"):
         member_splits(fold, _Data(ids, event), 5, val_frac=0.2, seed=0)
+
+
+def test_truncated_member_file_gives_the_resume_state_error(tmp_path, capsys):
+    argv = [*TINY, "--epochs", "2", "--ensemble", "2"]
+    out = tmp_path / "cut"
+    assert main([*argv, "--out", str(out), "--interrupt-after", "2"]) != 0
+    # member 0 finished epoch 2 of fold 0 and was interrupted: write a broken member file
+    (out / "tta" / "fold_0" / "member_0.pt").write_bytes(b"\x80\x02truncated")
+    assert main([*argv, "--out", str(out), "--resume"]) == 8
+    assert "member_0.pt" in capsys.readouterr().err
