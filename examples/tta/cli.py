@@ -156,14 +156,17 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument(
         "--method",
         default="tta",
-        help="tta | tta_no_together | tta_no_apart | late_concat | single_<modality> | coxnet",
+        help="tta | tta_no_together | tta_no_apart | late_concat | single_<modality> | coxnet, "
+        "or a peer's fusion model: abmil | mcat | motcat | survpath | mmp "
+        "(examples/README.md, 'Peer methods')",
     )
     m.add_argument("--no-together", action="store_true", help="ablation: no UOT/Together loss")
     m.add_argument("--no-apart", action="store_true", help="ablation: no anchors/contrastive")
     m.add_argument(
         "--compare",
         action="store_true",
-        help="run tta, both ablations, late fusion, single modalities and Coxnet",
+        help="run tta, both ablations, late fusion, single modalities, every peer method and "
+        "Coxnet on the same folds",
     )
     m.add_argument("--dim", type=int, default=None, help=f"token size D {R}")
     m.add_argument(

@@ -17,7 +17,8 @@ Forward pass (arXiv 2511.18089), for A modalities with tokens ``X_m`` (B, N_m, D
 Variants: ``tta`` (all), ``tta_no_together`` (prototype tokens from softmax assignments only: no
 UOT weights, no Together loss), ``tta_no_apart`` (no anchors, no contrastive term),
 ``late_concat`` and ``single_<m>`` (mean-pooled encoder tokens, concatenated, MLP head; no
-prototypes, no Together/Apart).
+prototypes, no Together/Apart). The peers' fusion models (ABMIL, MCAT, ...) are in
+:mod:`examples.tta.peers`.
 """
 
 from __future__ import annotations
@@ -274,6 +275,10 @@ class LateFusion(nn.Module):
 
 def build_model(method: str, infos: Sequence[ModalityInfo], args, *, out_dim: int) -> nn.Module:
     """Model of a method name (see module docstring) with the CLI hyper-parameters."""
+    from .peers import PEERS, build_peer  # the peers import this module's encoders
+
+    if method in PEERS:
+        return build_peer(method, infos, args, out_dim=out_dim)
     common = {"out_dim": out_dim, "dim": args.dim, "dropout": args.dropout}
     if method in ("late_concat",) or method.startswith("single_"):
         return LateFusion(infos, **common)

@@ -456,9 +456,12 @@ def run_coxnet(
 def method_list(args, modalities: list[str]) -> list[str]:
     """Methods to run: one (``--method`` / ablation switches) or the ``--compare`` set."""
     if args.compare:
+        from .peers import min_modalities, peer_names
+
         ms = ["tta", "tta_no_together", "tta_no_apart", "late_concat"]
         if len(modalities) > 1:
             ms += [f"single_{m}" for m in modalities]
+        ms += [p for p in peer_names() if len(modalities) >= min_modalities(p)]
         return ms + ["coxnet"]
     if args.method != "tta":
         return [args.method]
@@ -564,6 +567,8 @@ def run_method_fold(
             # member 0 of every fold keeps the single-model seeds; the others get their own
             seed_everything(args.seed * 7919 + fold.k + 104_729 * j)
             model = build_model(method, mods, args, out_dim=crit.out_dim)
+            if hasattr(model, "prepare"):  # e.g. MMP's prototypes: this member's fit rows only
+                model.prepare(sub, mfit)
             mcfg = cfg if j == 0 else replace(cfg, seed=cfg.seed + 7_777 * j)
             if shared:
                 mcfg = replace(mcfg, patience=0)  # every member runs every epoch

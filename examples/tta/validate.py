@@ -206,9 +206,11 @@ def _check_rules(args, parser) -> None:
 
 def known_methods(modalities) -> list[str]:
     """Names ``--method`` accepts with these modalities."""
+    from .peers import peer_names
+
     return [
         "tta", "tta_no_together", "tta_no_apart", "tta_no_together_no_apart", "late_concat",
-        *[f"single_{m}" for m in modalities], "coxnet",
+        *[f"single_{m}" for m in modalities], *peer_names(), "coxnet",
     ]  # fmt: skip
 
 
@@ -217,6 +219,13 @@ def _check_names(args, parser) -> None:
     known = known_methods(mods)
     if args.method not in known:
         raise UsageError(f"--method {args.method!r} is not one of {', '.join(known)}")
+    from .peers import PEERS, min_modalities
+
+    if args.method in PEERS and len(mods) < min_modalities(args.method):
+        raise UsageError(
+            f"--method {args.method} fuses at least {min_modalities(args.method)} modalities; "
+            f"got --modalities {','.join(mods)}"
+        )
     if args.drop_modality is not None:
         if args.drop_modality not in mods:
             raise UsageError(
