@@ -182,7 +182,28 @@ def build_parser() -> argparse.ArgumentParser:
         "--rho-eval",
         type=float,
         default=None,
-        help="transported mass at evaluation, in (0, 1] (default: the alignment layer's own)",
+        help="transported mass at evaluation, in (0, 1]; the authors' code evaluates with "
+        "about 0.106, the start of the training ramp (default: the alignment layer's own, 1)",
+    )
+    m.add_argument(
+        "--semantic",
+        type=float,
+        default=0.0,
+        help="weight lambda_1 >= 0 of TTA's SP2OT semantic term in the transport (TTA: 0.1); "
+        "0: plain unbalanced OT",
+    )
+    m.add_argument(
+        "--heads",
+        type=int,
+        default=1,
+        help="prototype assignment heads (TTA: 5); with more than one, the Sinkhorn "
+        "consistency loss trains them and the primary head is re-selected every epoch",
+    )
+    m.add_argument(
+        "--consistency-weight",
+        type=float,
+        default=0.01,
+        help="weight of the multi-head Sinkhorn consistency loss per modality (with --heads > 1)",
     )
     m.add_argument(
         "--together-weight",

@@ -108,11 +108,15 @@ class TTASurvival(nn.Module):
         ot_tol: float = 1e-3,
         ot_max_iter: int = 1000,
         ramp_epochs: float = 10.0,
+        semantic: float = 0.0,
+        heads: int = 1,
+        consistency_weight: float = 0.01,
     ) -> None:
         super().__init__()
         self.infos = list(infos)
         self.names = [i.name for i in infos]
         a = len(self.infos)
+        self.semantic, self.heads = float(semantic), int(heads)
         self.together, self.apart = together, apart
         self.rho_eval = rho_eval
         self.encoders = _Encoders(infos, dim, dropout)
@@ -128,8 +132,13 @@ class TTASurvival(nn.Module):
             missing="borrow",
             tol=ot_tol,
             max_iter=ot_max_iter,
+            semantic=semantic if together else 0.0,
+            heads=heads,
         )
         self.ramp_epochs = ramp_epochs
+        # epoch sums of the (A, H) consistency losses, for re-selecting the primary heads
+        self._cons_sum: Tensor | None = None
+        self._cons_n = 0
         if apart:
             self.anchors = ModalityAnchors(a, dim, dropout=dropout)
             self.contrast = DistinctContrastive(apart_tau, dim=dim, negatives=apart_negatives)
@@ -142,6 +151,8 @@ class TTASurvival(nn.Module):
             terms["together"] = together_weight * a  # the layer averages modalities (1/A each)
         if apart and a > 1:
             terms["apart"] = apart_weight
+        if heads > 1:  # TTA: 0.01 x each modality's mean over heads, summed over modalities
+            terms["consistency"] = consistency_weight
         self.objective_fn = MinMaxObjective(terms)
         self.k = num_prototypes
 
@@ -165,9 +176,21 @@ class TTASurvival(nn.Module):
         # the OT (and the whole alignment layer) runs in float32 even under bf16 autocast
         with torch.autocast(tokens[0].device.type, enabled=False):
             al = self.align([t.float() for t in tokens], masks, rho=rho)
+            cons = None
+            if self.heads > 1 and progress is not None:
+                # TTA's SK loss: swapped prediction across two token-dropout views per head,
+                # pseudo-labels with the current mass and semantic weight (1 - rho) * lambda_1
+                cons = self.align.consistency_loss(
+                    [t.float() for t in tokens],
+                    masks,
+                    rho=rho,
+                    semantic=(1.0 - rho) * self.semantic,
+                )  # (A, H)
         proto = list(al.prototype_tokens)
         present = al.present  # (B, A): modalities with at least one valid token
         out: dict = {"align": al, "masks": masks, "present": present}
+        if cons is not None:
+            out["consistency"] = cons
         if self.apart:
             an = self.anchors(proto)
             proto = an.tokens
@@ -194,9 +217,33 @@ class TTASurvival(nn.Module):
             terms["together"] = out["together"].float()
         if "apart" in self.objective_fn.term_names:
             terms["apart"] = out.get("apart")
+        if "consistency" in self.objective_fn.term_names:
+            cons = out["consistency"].float()  # (A, H)
+            terms["consistency"] = cons.mean(-1).sum()
+            d = cons.detach()
+            self._cons_sum = d if self._cons_sum is None else self._cons_sum + d
+            self._cons_n += 1
         comp = self.objective_fn.forward_components(terms)
         self.objective_fn.step()
         return comp.total, {k: v for k, v in comp.raw.items()}
+
+    def end_epoch(self) -> dict:
+        """Once per epoch (called by the training loop): re-select the primary heads.
+
+        With ``heads > 1`` each modality's primary head becomes the one with the lowest mean
+        consistency loss over the epoch's steps (TTA); under ``torchrun`` the means are first
+        averaged over the ranks, so every rank selects the same heads. Returns what to log.
+        """
+        if self.heads <= 1 or self._cons_sum is None:
+            return {}
+        from . import dist
+
+        mean = self._cons_sum / max(1, self._cons_n)
+        if dist.active():
+            mean = dist.mean_over_ranks(mean.double()).to(mean.dtype)
+        primary = self.align.update_primary(mean)
+        self._cons_sum, self._cons_n = None, 0
+        return {"primary_heads": primary.tolist()}
 
     @torch.no_grad()
     def explain(self, out: dict, inputs: dict, present: Tensor | None) -> list[dict]:
@@ -297,5 +344,8 @@ def build_model(method: str, infos: Sequence[ModalityInfo], args, *, out_dim: in
         ot_max_iter=args.ot_max_iter,
         ramp_epochs=args.ramp_epochs,
         apart_negatives=getattr(args, "apart_negatives", "anchors"),
+        semantic=getattr(args, "semantic", 0.0),
+        heads=getattr(args, "heads", 1),
+        consistency_weight=getattr(args, "consistency_weight", 0.01),
         **common,
     )

@@ -351,6 +351,8 @@ def train_fold(
             n_steps += 1
         rec = {"epoch": epoch, **{f"train_{k}": v / max(1, n_steps) for k, v in sums.items()}}
         rec["train_loss"] = rec.pop("train_total", float("nan"))
+        if hasattr(model, "end_epoch"):  # e.g. TTA's multi-head prototypes: pick primary heads
+            rec.update(model.end_epoch())
         if len(val_rows):
             vr, vl, _ = predict(model, data, val_rows, crit, cfg, device)
             rec["val_c_index"] = c_index(data.time[val_rows], data.event[val_rows], vr)
