@@ -20,6 +20,7 @@ import importlib
 # method name -> module of this package
 PEERS: dict[str, str] = {
     "abmil": "abmil",
+    "survpath": "survpath",
 }
 
 
