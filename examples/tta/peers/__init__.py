@@ -21,6 +21,7 @@ import importlib
 PEERS: dict[str, str] = {
     "abmil": "abmil",
     "survpath": "survpath",
+    "mmp": "mmp",
 }
 
 
