@@ -20,6 +20,8 @@ import importlib
 # method name -> module of this package
 PEERS: dict[str, str] = {
     "abmil": "abmil",
+    "mcat": "mcat",
+    "motcat": "motcat",
     "survpath": "survpath",
     "mmp": "mmp",
 }
