@@ -48,7 +48,7 @@ Simplifications and deviations from the repository:
 * tokens come from the shared encoders of the comparison instead of MMP's per-pathway SNNs;
   a missing modality's tokens get zero mass in the OT and are left out of the means;
 * trained with the comparison's shared survival loss, optimiser and schedule, not MMP's AdamW
-  with a cosine schedule on batches of 64 (see ``docs/peers.md`` section 4).
+  with a cosine schedule on batches of 64 (MMP's training script).
 """
 
 from __future__ import annotations

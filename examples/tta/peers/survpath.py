@@ -32,7 +32,7 @@ Simplifications and deviations from the repository:
 * missing or padded pathway tokens (a missing modality) are masked as keys and left out of the
   pathway mean; SurvPath always has every pathway;
 * trained with the comparison's shared survival loss, optimiser and schedule, not SurvPath's
-  NLL loss with RAdam (see ``docs/peers.md`` section 4).
+  NLL loss with RAdam (its training script).
 """
 
 from __future__ import annotations
