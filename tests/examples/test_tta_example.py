@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from examples.tta.cli import main
+from examples.tta.peers import peer_names
 from examples.tta.report import explain_patient
 
 pytestmark = pytest.mark.slow  # each test trains small models end to end (seconds each)
@@ -71,6 +72,7 @@ def test_compare_runs_every_method_on_the_same_folds(tmp_path):
         "late_concat",
         "single_wsi",
         "single_rna",
+        *peer_names(),
         "coxnet",
     ]
     risks = pd.read_csv(out / "test_risks.csv")
