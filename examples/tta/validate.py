@@ -243,7 +243,41 @@ def _given(args, parser, dest: str) -> bool:
     return hasattr(args, dest) and getattr(args, dest) != parser.get_default(dest)
 
 
+# flags that only configure the TTA model (a peer, a baseline or Coxnet would ignore them)
+TTA_ONLY = (
+    "semantic",
+    "heads",
+    "consistency_weight",
+    "rho_eval",
+    "together_weight",
+    "apart_weight",
+)
+
+
+def _check_tta_options(args, parser) -> None:
+    method = "tta" if args.compare else args.method
+    if not method.startswith("tta"):
+        given = [flag(parser, d) for d in TTA_ONLY if _given(args, parser, d)]
+        if given:
+            raise UsageError(
+                f"{', '.join(given)} configure the TTA model; --method {args.method} does not "
+                "use them (drop them, or use --compare to run TTA next to it)"
+            )
+    if _given(args, parser, "consistency_weight") and args.heads < 2:
+        raise UsageError(
+            "--consistency-weight weights the multi-head consistency loss; it needs --heads "
+            f">= 2, got --heads {args.heads}"
+        )
+    no_together = args.no_together or "no_together" in method
+    if not args.compare and no_together and _given(args, parser, "semantic"):
+        raise UsageError(
+            "--semantic shapes the Together transport, which the no-Together ablation does not "
+            "use; drop --semantic or --no-together"
+        )
+
+
 def _check_combinations(args, parser) -> None:
+    _check_tta_options(args, parser)
     if args.compare and (args.method != "tta" or args.no_together or args.no_apart):
         raise UsageError(
             "--compare runs every method and both ablations; drop --method/--no-together/--no-apart"

@@ -141,3 +141,33 @@ def test_multi_head_resume_reproduces_the_uninterrupted_run(tmp_path):
 def test_bad_option_values_are_refused(argv, fragment, capsys, tmp_path):
     assert main([*TINY, *argv, "--out", str(tmp_path / "x")]) == 2
     assert fragment in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["--method", "mcat", "--heads", "5"], "--heads configure the TTA model"),
+        (["--method", "coxnet", "--rho-eval", "0.106"], "--method coxnet does not use them"),
+        (["--method", "late_concat", "--semantic", "0.1", "--together-weight", "1"], "--semantic"),
+        (["--consistency-weight", "0.1"], "needs --heads >= 2, got --heads 1"),
+        (["--no-together", "--semantic", "0.1"], "drop --semantic or --no-together"),
+        (["--method", "tta_no_together", "--semantic", "0.1"], "no-Together ablation"),
+    ],
+)
+def test_tta_options_with_a_method_that_ignores_them_are_refused(argv, fragment, capsys, tmp_path):
+    assert main([*TINY, *argv, "--out", str(tmp_path / "x")]) == 2
+    assert fragment in capsys.readouterr().err
+
+
+def test_tta_options_are_allowed_with_compare_and_ablations(tmp_path):
+    from examples.tta.cli import build_parser, resolve
+    from examples.tta.validate import check
+
+    p = build_parser()
+    for argv in (
+        ["--compare", "--heads", "3", "--semantic", "0.1"],
+        ["--no-apart", "--semantic", "0.1", "--rho-eval", "0.5"],
+        ["--heads", "2", "--consistency-weight", "0.1"],
+    ):
+        args = resolve(p.parse_args([*TINY, *argv, "--out", str(tmp_path / "ok")]))
+        check(args, p)  # raises on a refusal
