@@ -263,6 +263,11 @@ def _check_tta_options(args, parser) -> None:
                 f"{', '.join(given)} configure the TTA model; --method {args.method} does not "
                 "use them (drop them, or use --compare to run TTA next to it)"
             )
+    if args.explain and not method.startswith("tta"):
+        raise UsageError(
+            f"--explain prints the TTA model's transport explanations; --method {args.method} "
+            "has none (use a tta method, or --compare)"
+        )
     if _given(args, parser, "consistency_weight") and args.heads < 2:
         raise UsageError(
             "--consistency-weight weights the multi-head consistency loss; it needs --heads "

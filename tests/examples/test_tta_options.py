@@ -152,6 +152,7 @@ def test_bad_option_values_are_refused(argv, fragment, capsys, tmp_path):
         (["--consistency-weight", "0.1"], "needs --heads >= 2, got --heads 1"),
         (["--no-together", "--semantic", "0.1"], "drop --semantic or --no-together"),
         (["--method", "tta_no_together", "--semantic", "0.1"], "no-Together ablation"),
+        (["--method", "mmp", "--explain", "TCGA-XX-0001"], "--method mmp has none"),
     ],
 )
 def test_tta_options_with_a_method_that_ignores_them_are_refused(argv, fragment, capsys, tmp_path):
