@@ -320,7 +320,10 @@ def train_fold(
                     f"step {step} (batch {s}): {exc}"
                 ) from exc
             surv = crit(out["logits"], t, e, train=True)
-            total_loss, terms = model.objective(surv, out)
+            if getattr(model, "uses_labels", False):  # e.g. PIBD's class proxies
+                total_loss, terms = model.objective(surv, out, time=t, event=e)
+            else:
+                total_loss, terms = model.objective(surv, out)
             if step == cfg.inject_nan_step:
                 total_loss = total_loss * float("nan")
             if _dist.active():

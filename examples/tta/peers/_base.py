@@ -99,8 +99,12 @@ class PeerModel(nn.Module):
     Subclasses implement ``forward(inputs, *, progress=None, present=None, chunk=0)`` returning
     at least ``{"logits": (B, out_dim)}``; :meth:`encode` gives the encoder tokens and masks.
     :meth:`prepare` is called once per model with the training rows before training (MMP fits
-    its prototypes there); it must never see validation or test patients.
+    its prototypes there); it must never see validation or test patients. A subclass that sets
+    ``uses_labels = True`` gets ``objective(survival, out, time=t, event=e)`` with the batch's
+    labels (``t`` (B,) float, ``e`` (B,) bool) during training.
     """
+
+    uses_labels = False
 
     def __init__(self, infos: Sequence[ModalityInfo], *, dim: int, dropout: float) -> None:
         super().__init__()
