@@ -287,7 +287,17 @@ def check_same_device(tensors: Iterable[tuple[str, Tensor | None]]) -> None:
 
 
 def check_params_dtype(x: Tensor, name: str, param: Tensor, owner: str) -> Tensor:
-    """Raise unless ``x`` has the dtype of a module's parameters (autocast lets it differ)."""
+    """Raise unless ``x`` has the device and dtype of a module's parameters.
+
+    Autocast lets the dtype differ; the device must always match (a CPU module fed CUDA or
+    meta tensors would fail deep inside a matmul with a message that names no argument).
+    """
+    if x.device != param.device:
+        raise ValueError(
+            f"`{name}` must be on the device of the {owner} parameters ({param.device}); got "
+            f"{x.device}. Move the module with `.to({str(x.device)!r})` or the input to "
+            f"{str(param.device)!r}."
+        )
     if x.dtype != param.dtype and not torch.is_autocast_enabled(x.device.type):
         raise TypeError(
             f"`{name}` must have the dtype of the {owner} parameters ({param.dtype}); got "

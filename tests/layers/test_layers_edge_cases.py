@@ -122,3 +122,25 @@ def test_aggregate_accepts_plan_rows_above_one_as_documented():
     w = 0.5 * torch.softmax(logits, -1) + 0.5 * plan
     w = w / w.sum(-1, keepdim=True)
     torch.testing.assert_close(got, torch.einsum("bnk,bnd->bkd", w, x))
+
+
+@pytest.mark.parametrize(
+    "make, call",
+    [
+        (lambda: layers.FeatureTokenizer(3, 4), lambda m, dev: m(torch.zeros(2, 3, device=dev))),
+        (
+            lambda: layers.ModalityAnchors(2, 4),
+            lambda m, dev: m([torch.zeros(2, 3, 4, device=dev)] * 2),
+        ),
+        (
+            lambda: layers.PrototypeUOTAlign(4, 3),
+            lambda m, dev: m([torch.zeros(2, 3, 4, device=dev)] * 2),
+        ),
+    ],
+)
+def test_input_on_another_device_than_the_parameters_is_a_named_error(make, call):
+    module = make()
+    with pytest.raises(
+        ValueError, match=r"must be on the device of the .* parameters \(cpu\); got meta"
+    ):
+        call(module, "meta")
