@@ -133,6 +133,20 @@ def test_cox_loss_decreases_on_a_tiny_cohort(name):
     assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5]), (name, losses[:3], losses[-3:])
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_bf16_autocast_forward_and_backward(name):
+    # the example trains under bf16 autocast on CUDA; CPU autocast runs the same dtype rules
+    infos = _infos("wsi,rna")
+    model = _build(name, infos)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(_inputs(infos, 4, 7), progress=0.5)
+    t, e = torch.rand(4) + 0.1, torch.ones(4, dtype=torch.bool)
+    loss, _ = model.objective(cox_ph_loss(out["logits"][:, 0].float(), t, e), out)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(p.grad is None or torch.isfinite(p.grad).all() for p in model.parameters())
+
+
 def test_roles_give_the_context_to_the_bag_else_the_first_modality():
     assert roles(_infos("wsi,rna")) == (0, [1])
     assert roles(_infos("wsi,rna")[::-1]) == (1, [0])
