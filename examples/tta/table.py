@@ -127,6 +127,10 @@ def main(argv: list[str] | None = None) -> int:
         default="c_index,c_index_uno,ibs",
         help="comma list from c_index, c_index_uno, ibs (default: all three)",
     )
+    p.add_argument(
+        "--methods",
+        help="comma list: the rows, in this order (default: every method, in order of appearance)",
+    )
     args = p.parse_args(argv)
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
     bad = [m for m in metrics if m not in METRICS]
@@ -141,6 +145,17 @@ def main(argv: list[str] | None = None) -> int:
     except (TableError, OSError, json.JSONDecodeError) as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
         return 2
+    if args.methods:
+        wanted = [m.strip() for m in args.methods.split(",") if m.strip()]
+        unknown = [m for m in wanted if m not in methods]
+        if unknown:
+            print(
+                f"ERROR: --methods names {', '.join(unknown)}, which no run has; the runs have "
+                f"{', '.join(methods)}",
+                file=sys.stderr,
+            )
+            return 2
+        methods = wanted
     for metric in metrics:
         print(f"\n{METRICS[metric]}, mean ± sd over folds")
         print(render(labels, methods, cells, metric, markdown=args.markdown))

@@ -55,3 +55,14 @@ def test_a_folder_without_results_is_named(tmp_path, capsys):
 def test_unknown_metric_is_refused(tmp_path, capsys):
     assert table.main([str(tmp_path), "--metrics", "auc"]) == 2
     assert "--metrics" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_methods_choose_and_order_the_rows(runs, capsys):
+    argv = [f"A={runs / 'a_late'}", f"A={runs / 'a_abmil'}", "--methods", "abmil,late_concat"]
+    assert table.main([*argv, "--metrics", "c_index"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = [ln.split()[0] for ln in lines if ln.startswith(("abmil", "late_concat", "mcat"))]
+    assert rows == ["abmil", "late_concat"]
+    assert table.main([f"A={runs / 'a_late'}", "--methods", "mcat"]) == 2
+    assert "--methods names mcat" in capsys.readouterr().err
