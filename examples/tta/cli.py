@@ -157,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--method",
         default="tta",
         help="tta | tta_no_together | tta_no_apart | late_concat | single_<modality> | coxnet, "
-        "or a peer's fusion model: abmil | mcat | motcat | survpath | mmp "
+        "or a peer's fusion model: abmil | mcat | motcat | survpath | mmp | cmta | pibd "
         "(examples/README.md, 'Peer methods')",
     )
     m.add_argument("--no-together", action="store_true", help="ablation: no UOT/Together loss")

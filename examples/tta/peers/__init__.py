@@ -24,6 +24,8 @@ PEERS: dict[str, str] = {
     "motcat": "motcat",
     "survpath": "survpath",
     "mmp": "mmp",
+    "cmta": "cmta",
+    "pibd": "pibd",
 }
 
 
