@@ -5,30 +5,12 @@ The generic tests of every peer are in test_peers.py; these check what is specif
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
-from examples.tta.batches import ModalityInfo
 from examples.tta.peers.cmta import CMTA, NystromAttention, segment_landmarks
-
-
-def _infos() -> list[ModalityInfo]:
-    valid = np.ones((5, 3), dtype=bool)
-    rna = ModalityInfo("rna", "grouped", valid=valid, token_names=[f"p{i}" for i in range(5)])
-    cnv = ModalityInfo("cnv", "grouped", valid=np.ones((2, 3), bool), token_names=["a", "b"])
-    return [ModalityInfo("wsi", "bag", in_dim=8), rna, cnv]
-
-
-def _inputs(lens: list[int], n: int, seed: int = 0) -> dict:
-    g = torch.Generator().manual_seed(seed)
-    b = len(lens)
-    mask = torch.arange(n)[None] < torch.tensor(lens)[:, None]
-    x = torch.randn(b, n, 8, generator=g)
-    x = torch.where(mask[..., None], x, 1e3 * torch.randn(b, n, 8, generator=g))
-    rna = torch.randn(b, 5, 3, generator=g)
-    cnv = torch.randn(b, 2, 3, generator=g)
-    return {"wsi": (x, mask), "rna": (rna, None), "cnv": (cnv, None)}
+from tests.examples.peer_fixtures import wsi_rna_cnv_infos as _infos
+from tests.examples.peer_fixtures import wsi_rna_cnv_inputs as _inputs
 
 
 def _model(seed: int = 0, **kw) -> CMTA:

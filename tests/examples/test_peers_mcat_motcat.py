@@ -6,31 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from examples.tta.batches import ModalityInfo
 from examples.tta.peers.mcat import MCAT
 from examples.tta.peers.motcat import MOTCat
+from tests.examples.peer_fixtures import wsi_rna_cnv_infos as _infos
+from tests.examples.peer_fixtures import wsi_rna_cnv_inputs as _inputs
 
 ot = pytest.importorskip("ot")
 
 REG, REG_M = 0.1, 0.5
-
-
-def _infos() -> list[ModalityInfo]:
-    valid = np.ones((5, 3), dtype=bool)
-    rna = ModalityInfo("rna", "grouped", valid=valid, token_names=[f"p{i}" for i in range(5)])
-    cnv = ModalityInfo("cnv", "grouped", valid=np.ones((2, 3), bool), token_names=["a", "b"])
-    return [ModalityInfo("wsi", "bag", in_dim=8), rna, cnv]  # 5 + 2 = 7 genomic queries
-
-
-def _inputs(lens: list[int], n: int, seed: int = 0) -> dict:
-    g = torch.Generator().manual_seed(seed)
-    b = len(lens)
-    mask = torch.arange(n)[None] < torch.tensor(lens)[:, None]
-    x = torch.randn(b, n, 8, generator=g)
-    x = torch.where(mask[..., None], x, 1e3 * torch.randn(b, n, 8, generator=g))
-    rna = torch.randn(b, 5, 3, generator=g)
-    cnv = torch.randn(b, 2, 3, generator=g)
-    return {"wsi": (x, mask), "rna": (rna, None), "cnv": (cnv, None)}
 
 
 def _model(cls, seed: int = 0, **kw):

@@ -11,25 +11,10 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from examples.tta.batches import ModalityInfo
 from examples.tta.peers.pibd import PIBD, build, keep_counts, top_k_select
 from minmaxfuse.survival import cox_ph_loss
-
-
-def _infos() -> list[ModalityInfo]:
-    valid = np.ones((5, 3), dtype=bool)
-    valid[1, 2] = valid[3, 1:] = False
-    rna = ModalityInfo("rna", "grouped", valid=valid, token_names=[f"p{i}" for i in range(5)])
-    return [ModalityInfo("wsi", "bag", in_dim=8), rna]
-
-
-def _inputs(b: int, n: int, lens: list[int], seed: int = 0) -> dict:
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(b, n, 8, generator=g)
-    mask = torch.arange(n)[None] < torch.tensor(lens)[:, None]
-    x = torch.where(mask[..., None], x, 1e3)  # padded patches hold garbage
-    rna = torch.randn(b, 5, 3, generator=g) * torch.as_tensor(_infos()[1].valid)
-    return {"wsi": (x, mask), "rna": (rna, None)}
+from tests.examples.peer_fixtures import wsi_rna_infos as _infos
+from tests.examples.peer_fixtures import wsi_rna_inputs as _inputs
 
 
 def _model(seed: int = 0) -> PIBD:

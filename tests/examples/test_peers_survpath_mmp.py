@@ -12,23 +12,8 @@ import torch
 from examples.tta.batches import ModalityInfo, PatientData
 from examples.tta.peers.mmp import MMP, kmeans, within_cluster
 from examples.tta.peers.survpath import SurvPath, full_attention
-
-
-def _infos(in_dim: int = 8) -> list[ModalityInfo]:
-    valid = np.ones((5, 3), dtype=bool)
-    valid[1, 2] = valid[3, 1:] = False
-    rna = ModalityInfo("rna", "grouped", valid=valid, token_names=[f"p{i}" for i in range(5)])
-    return [ModalityInfo("wsi", "bag", in_dim=in_dim), rna]
-
-
-def _inputs(b: int, n: int, lens: list[int], in_dim: int = 8, seed: int = 0) -> dict:
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(b, n, in_dim, generator=g)
-    mask = torch.arange(n)[None] < torch.tensor(lens)[:, None]
-    x = torch.where(mask[..., None], x, 1e3)  # padded patches hold garbage
-    rna = torch.randn(b, 5, 3, generator=g) * torch.as_tensor(_infos()[1].valid)
-    return {"wsi": (x, mask), "rna": (rna, None)}
-
+from tests.examples.peer_fixtures import wsi_rna_infos as _infos
+from tests.examples.peer_fixtures import wsi_rna_inputs as _inputs
 
 # ---------------------------------------------------------------------------- SurvPath
 
