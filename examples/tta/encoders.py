@@ -113,6 +113,9 @@ class CoAttentionFusion(nn.Module):
 
 
 def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
-    """Mean over axis 1 of ``x`` (B, N, D) using ``mask`` (B, N); empty rows give 0."""
-    w = mask.to(x.dtype).unsqueeze(-1)
-    return (x * w).sum(1) / w.sum(1).clamp_min(1.0)
+    """Mean over axis 1 of ``x`` (B, N, D) using ``mask`` (B, N); empty rows give 0.
+
+    Masked entries are excluded, not multiplied by 0, so they may hold anything (Inf, NaN).
+    """
+    m = mask.unsqueeze(-1)
+    return torch.where(m, x, 0.0).sum(1) / m.sum(1).clamp_min(1).to(x.dtype)

@@ -121,6 +121,14 @@ class PeerModel(nn.Module):
         """Encoder tokens ``(B, N_m, D)`` and masks ``(B, N_m)`` of every modality."""
         return self.encoders(inputs, present, chunk)
 
+    def split(
+        self, tokens: list[Tensor], masks: list[Tensor]
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``(context, context_mask, guides, guides_mask)``: the guides concatenated on axis 1."""
+        guides = torch.cat([tokens[g] for g in self.guides], 1)
+        gmask = torch.cat([masks[g] for g in self.guides], 1)
+        return tokens[self.context], masks[self.context], guides, gmask
+
     def prepare(self, data, rows: np.ndarray) -> None:
         """Fit anything data-dependent on the training ``rows`` only (default: nothing)."""
 

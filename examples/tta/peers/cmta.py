@@ -233,12 +233,6 @@ class CMTA(PeerModel):
         self.head = risk_head(2 * dim, dim, out_dim, dropout)
         self.objective_fn = MinMaxObjective({"survival": 1.0, "alignment": self.alpha})
 
-    def split(self, tokens: list[Tensor], masks: list[Tensor]):
-        """``(patches, patch_mask, genes, gene_mask)``: the context and the concatenated guides."""
-        genes = torch.cat([tokens[g] for g in self.guides], 1)
-        gmask = torch.cat([masks[g] for g in self.guides], 1)
-        return tokens[self.context], masks[self.context], genes, gmask
-
     def forward(self, inputs, *, progress=None, present=None, chunk: int = 0) -> dict:
         """Risk logits ``(B, out_dim)``, the class tokens ``p, p_hat, g, g_hat`` (B, D) and the
         cross-modal weights ``path_attn`` (B, N, G) and ``gene_attn`` (B, G, N)."""

@@ -70,12 +70,6 @@ class MCAT(PeerModel):
         self.omic_pool = GatedAttentionPool(dim, dropout=dropout)
         self.head = risk_head(2 * dim, dim, out_dim, dropout)
 
-    def split(self, tokens: list[Tensor], masks: list[Tensor]):
-        """``(patches, patch_mask, genes, gene_mask)``: the context and the concatenated guides."""
-        genes = torch.cat([tokens[g] for g in self.guides], 1)
-        gmask = torch.cat([masks[g] for g in self.guides], 1)
-        return tokens[self.context], masks[self.context], genes, gmask
-
     def coattend(
         self, patches: Tensor, pmask: Tensor, genes: Tensor, gmask: Tensor, *, progress=None
     ) -> tuple[Tensor, dict]:

@@ -59,6 +59,7 @@ from torch import Tensor, nn
 
 from minmaxfuse.ot import sinkhorn_uot
 
+from ..encoders import masked_mean
 from ._base import PeerModel, TransformerLayer, keep_one, risk_head
 
 MIN_MODALITIES = 2
@@ -69,12 +70,6 @@ def _sq_dist(x: Tensor, c: Tensor) -> Tensor:
     cross = x @ c.transpose(-1, -2)
     d = x.pow(2).sum(-1, keepdim=True) - 2 * cross + c.pow(2).sum(-1).unsqueeze(-2)
     return d.clamp_min(0.0)
-
-
-def _masked_mean(x: Tensor, mask: Tensor) -> Tensor:
-    """Mean of ``x`` (B, N, D) over the tokens where ``mask`` (B, N) is True; 0 when none."""
-    m = mask.unsqueeze(-1)
-    return torch.where(m, x, 0.0).sum(1) / m.sum(1).clamp_min(1).to(x.dtype)
 
 
 def kmeans(
@@ -208,7 +203,7 @@ class MMP(PeerModel):
     def forward(self, inputs, *, progress=None, present=None, chunk: int = 0) -> dict:
         """Risk logits ``(B, out_dim)``, the plan ``(B, C, G)`` and the responsibilities."""
         tokens, masks = self.encode(inputs, present, chunk)
-        h, h_mask = tokens[self.context], masks[self.context]
+        h, h_mask, path, p_mask = self.split(tokens, masks)
         resp = None
         if self.summarise:
             x = inputs[self.infos[self.context].name][0]
@@ -217,8 +212,6 @@ class MMP(PeerModel):
             h_mask = h_mask.any(-1, keepdim=True).expand(-1, self.num_prototypes)
         else:
             hist = h
-        path = torch.cat([tokens[a] for a in self.guides], 1)
-        p_mask = torch.cat([masks[a] for a in self.guides], 1)
         plan = self.transport(hist, h_mask, path, p_mask)  # (B, C, G)
         to_path = plan.transpose(1, 2) @ hist  # histology at the pathway positions (B, G, D)
         to_hist = plan @ path  # pathways at the histology positions (B, C, D)
@@ -226,7 +219,7 @@ class MMP(PeerModel):
         seq_mask = torch.cat([p_mask, h_mask], 1)
         out = self.fusion(seq, seq_mask)
         g = path.shape[1]
-        fused = torch.cat([_masked_mean(out[:, :g], p_mask), _masked_mean(out[:, g:], h_mask)], -1)
+        fused = torch.cat([masked_mean(out[:, :g], p_mask), masked_mean(out[:, g:], h_mask)], -1)
         return {"logits": self.head(fused), "plan": plan, "resp": resp}
 
 

@@ -78,18 +78,13 @@ from torch.func import functional_call
 
 from minmaxfuse.losses import MinMaxObjective
 
+from ..encoders import masked_mean
 from ._base import PeerModel, TransformerLayer, risk_head
 
 MIN_MODALITIES = 2
 N_BINS = 4
 N_CLASSES = 2 * N_BINS
 _LOGVAR = 6.0
-
-
-def _masked_mean(x: Tensor, mask: Tensor) -> Tensor:
-    """Mean of ``x`` (B, N, D) over the tokens where ``mask`` (B, N) is True; 0 when none."""
-    m = mask.unsqueeze(-1)
-    return torch.where(m, x, 0.0).sum(1) / m.sum(1).clamp_min(1).to(x.dtype)
 
 
 def keep_counts(mask: Tensor, ratio: float) -> Tensor:
@@ -154,7 +149,7 @@ class ProxyBottleneck(nn.Module):
 
     def code(self, kept: Tensor, keep: Tensor) -> tuple[Tensor, Tensor]:
         """Gaussian code ``(mu, logvar)`` (B, D) of the mean kept token."""
-        e = _masked_mean(kept, keep)
+        e = masked_mean(kept, keep)
         return self.mu(e), self.logvar(e).clamp(-_LOGVAR, _LOGVAR)
 
     def class_logits(self, z: Tensor) -> Tensor:
@@ -267,13 +262,8 @@ class PIBD(PeerModel):
     def forward(self, inputs, *, progress=None, present=None, chunk: int = 0) -> dict:
         """Risk logits, the selections, the codes and their proxy logits, the specific parts."""
         tokens, masks = self.encode(inputs, present, chunk)
-        sides = [
-            (tokens[self.context], masks[self.context]),
-            (
-                torch.cat([tokens[g] for g in self.guides], 1),
-                torch.cat([masks[g] for g in self.guides], 1),
-            ),
-        ]
+        ctx, ctx_mask, guides, guides_mask = self.split(tokens, masks)
+        sides = [(ctx, ctx_mask), (guides, guides_mask)]
         seq, seq_mask, spans = [], [], []
         mus, logvars, logits, has, selected = [], [], [], [], []
         start = 0
@@ -306,7 +296,7 @@ class PIBD(PeerModel):
             h = layer(h, hm)
         spec, shar = [], []
         for m, (a, b) in enumerate(spans):
-            r = _masked_mean(h[:, a:b], hm[:, a:b])
+            r = masked_mean(h[:, a:b], hm[:, a:b])
             spec.append(self.specific[m](r))
             shar.append(self.shared[m](r))
         fused = torch.cat([spec[0], spec[1], 0.5 * (shar[0] + shar[1])], -1)

@@ -40,16 +40,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ..encoders import masked_mean
 from ._base import PeerModel, keep_one, risk_head
 
 MIN_MODALITIES = 2
-
-
-def _masked_mean(x: Tensor, mask: Tensor) -> Tensor:
-    """Mean of ``x`` (B, N, D) over the tokens where ``mask`` (B, N) is True; 0 when none."""
-    m = mask.unsqueeze(-1)
-    total = torch.where(m, x, 0.0).sum(1)
-    return total / m.sum(1).clamp_min(1).to(x.dtype)
 
 
 class PathwayPatchAttention(nn.Module):
@@ -134,15 +128,13 @@ class SurvPath(PeerModel):
     def forward(self, inputs, *, progress=None, present=None, chunk: int = 0) -> dict:
         """Risk logits ``(B, out_dim)`` and ``attn = (w_p, w_h)`` (see PathwayPatchAttention)."""
         tokens, masks = self.encode(inputs, present, chunk)
-        h, h_mask = tokens[self.context], masks[self.context]
-        p = torch.cat([tokens[a] for a in self.guides], 1)
-        p_mask = torch.cat([masks[a] for a in self.guides], 1)
+        h, h_mask, p, p_mask = self.split(tokens, masks)
         # padded patches may carry anything: zero them so no NaN/Inf reaches the products
         h = torch.where(h_mask.unsqueeze(-1), h, 0.0)
         o_p, o_h, attn = self.attention(p, h, p_mask, h_mask)
         o_p = self.norm(o_p + self.ff(o_p))
         o_h = self.norm(o_h + self.ff(o_h))
-        fused = torch.cat([_masked_mean(o_p, p_mask), _masked_mean(o_h, h_mask)], -1)
+        fused = torch.cat([masked_mean(o_p, p_mask), masked_mean(o_h, h_mask)], -1)
         return {"logits": self.head(fused), "attn": attn}
 
 
