@@ -175,13 +175,14 @@ class TTASurvival(nn.Module):
             rho = 1.0  # the plan is not used (mix = 0, no Together loss): cheapest full-mass solve
         # the OT (and the whole alignment layer) runs in float32 even under bf16 autocast
         with torch.autocast(tokens[0].device.type, enabled=False):
-            al = self.align([t.float() for t in tokens], masks, rho=rho)
+            tokens32 = [t.float() for t in tokens]
+            al = self.align(tokens32, masks, rho=rho)
             cons = None
             if self.heads > 1 and progress is not None:
                 # TTA's SK loss: swapped prediction across two token-dropout views per head,
                 # pseudo-labels with the current mass and semantic weight (1 - rho) * lambda_1
                 cons = self.align.consistency_loss(
-                    [t.float() for t in tokens],
+                    tokens32,
                     masks,
                     rho=rho,
                     semantic=(1.0 - rho) * self.semantic,
