@@ -117,6 +117,11 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str, real_ddp: bool)
             out["cox_model"] = (out["cox_model"][0], [p.grad for p in cox_model.parameters()])
             out["con_model"] = (out["con_model"][0], [p.grad for p in con_model.parameters()])
         torch.save(out, os.path.join(out_dir, f"rank{rank}.pt"))
+        # free the DDP wrappers (their reducers hold gloo work) while the group still exists:
+        # destroyed after it, a reducer can abort the process ("terminate called without an
+        # active exception")
+        del cox_net, con_net, loss
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
